@@ -1,0 +1,75 @@
+"""ghl-migrate's generic engine: job files, scheduling, per-location rate limits, retries,
+transport, journal and report. Nothing in it knows any particular API; job kinds do.
+
+Everything a job kind or a library user needs is importable from here.
+"""
+
+from __future__ import annotations
+
+from .client import Client, Exchange, RunStats, TokenLookup
+from .errors import (
+    AttemptTimeout,
+    ConfigError,
+    EngineError,
+    HTTPStatusError,
+    JobFileError,
+    MissingToken,
+    RecordError,
+    RequestError,
+    RunStopped,
+    TransportError,
+)
+from .job import JobContext, JobKind, Journal
+from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
+from .model import FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
+from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
+from .runner import Observer, RunConfig, Runner, RunResult, Summary, load_records, run
+from .tokens import load_tokens
+from .transport import AiohttpTransport, Transport
+
+__all__ = [
+    "FAILED",
+    "INVALID",
+    "NOT_RUN",
+    "RETRYABLE_STATUSES",
+    "AiohttpTransport",
+    "AttemptTimeout",
+    "Client",
+    "ConfigError",
+    "DailyLimitExhausted",
+    "EngineError",
+    "Exchange",
+    "HTTPStatusError",
+    "JobContext",
+    "JobFileError",
+    "JobKind",
+    "Journal",
+    "LocationGates",
+    "LocationId",
+    "LocationLimiter",
+    "MissingToken",
+    "Observer",
+    "Outcome",
+    "RateHint",
+    "Record",
+    "RecordError",
+    "Request",
+    "RequestError",
+    "Response",
+    "RetryPolicy",
+    "RunConfig",
+    "RunResult",
+    "RunStats",
+    "RunStopped",
+    "Runner",
+    "Summary",
+    "TokenLookup",
+    "Transport",
+    "TransportError",
+    "is_retryable",
+    "load_records",
+    "load_tokens",
+    "parse_rate",
+    "retry_after_seconds",
+    "run",
+]

@@ -1,0 +1,5 @@
+"""``python -m engine`` is ``ghl-migrate``."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,171 @@
+"""The command line: a thin shell over the library.
+
+``ghl-migrate`` (or ``python -m engine``) is a click group. Its commands come from job
+packages through the ``ghl_migrate.cli`` entry point group, so the engine names no API.
+This module holds what every command shares: option bundles, turning a ``RunConfig`` into a
+run with progress and summary, and mapping errors to exit codes (0 ok, 1 some records not
+ok, 2 usage or job-file errors with nothing sent).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from importlib.metadata import entry_points
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from .console import ProgressBar, configure_logging, render_summary
+from .errors import ConfigError
+from .limiter import parse_rate
+from .retry import RetryPolicy
+from .runner import Observer, RunResult
+
+__all__ = [
+    "execute",
+    "log_options",
+    "main",
+    "rate_options",
+    "report_options",
+    "retry_options",
+    "retry_policy",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, float]:
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def rate_options(f: F) -> F:
+    """``--rate`` and ``--concurrency``."""
+    f = click.option(
+        "--concurrency",
+        type=click.IntRange(1, 1000),
+        default=32,
+        show_default=True,
+        help="Requests in flight at once, over all locations. Each location is further "
+        "held to its own rate, and locations are served round-robin.",
+    )(f)
+    return click.option(
+        "--rate",
+        default="100/10s",
+        show_default=True,
+        callback=_rate,
+        help="Starting budget per location, REQUESTS/INTERVAL (100/10s, 25/10s for trial "
+        "tokens, 50/1s). The server's rate headers and 429s refine it.",
+    )(f)
+
+
+def retry_options(f: F) -> F:
+    """``--max-attempts`` and ``--timeout``."""
+    f = click.option(
+        "--timeout",
+        type=click.FloatRange(0.1, 600),
+        default=30.0,
+        show_default=True,
+        help="Seconds one attempt may take (connect, send, read the answer).",
+    )(f)
+    return click.option(
+        "--max-attempts",
+        type=click.IntRange(1, 20),
+        default=5,
+        show_default=True,
+        help="Tries per request. 429, 5xx, resets and timeouts are retried with capped "
+        "exponential backoff and jitter (Retry-After honoured); other 4xx never.",
+    )(f)
+
+
+def retry_policy(max_attempts: int) -> RetryPolicy:
+    """The retry policy for ``--max-attempts``."""
+    return RetryPolicy(attempts=max_attempts)
+
+
+def report_options(f: F) -> F:
+    """``--report`` and ``--resume``."""
+    f = click.option(
+        "--resume",
+        is_flag=True,
+        help="Continue the run that wrote --report: records already settled are skipped, "
+        "failed and not_run ones are tried again. Without it an existing report is never "
+        "overwritten.",
+    )(f)
+    return click.option(
+        "--report",
+        type=click.Path(dir_okay=False),
+        help="Per-record outcome report: .csv or .jsonl. Written as records finish, "
+        "rewritten at the end to one row per record; a .journal file beside it makes "
+        "--resume exact.",
+    )(f)
+
+
+def log_options(f: F) -> F:
+    """``--log-format``, ``--verbose`` and ``--no-progress``."""
+    f = click.option(
+        "--no-progress", is_flag=True, help="No progress bar (it is shown only on a terminal)."
+    )(f)
+    f = click.option("-v", "--verbose", is_flag=True, help="Log every request decision.")(f)
+    return click.option(
+        "--log-format",
+        type=click.Choice(["console", "json"]),
+        default="console",
+        show_default=True,
+        help="Logs on stderr: readable, or one JSON object per line for machines.",
+    )(f)
+
+
+def execute(
+    start: Callable[[Observer | None], Awaitable[RunResult]],
+    *,
+    ok_statuses: frozenset[str],
+    log_format: str = "console",
+    verbose: bool = False,
+    progress: bool = True,
+) -> None:
+    """Run ``start`` on the asyncio backend with progress and summary; exit with its code."""
+    configure_logging(log_format, verbose=verbose)
+    bar = ProgressBar(ok_statuses) if progress and sys.stderr.isatty() else None
+    try:
+        result = anyio.run(start, bar, backend="asyncio")
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    render_summary(result.summary, ok_statuses=ok_statuses)
+    sys.exit(result.summary.exit_code)
+
+
+class _Group(click.Group):
+    def _load(self) -> None:
+        if getattr(self, "_loaded", False):
+            return
+        self._loaded = True
+        for ep in entry_points(group="ghl_migrate.cli"):
+            for command in ep.load():
+                self.add_command(command)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._load()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ghl-migrate")
+def main() -> None:
+    """Batch migrations for HighLevel agencies: one change, many sub-accounts, a report
+    for every record, safe to re-run and to undo.
+
+    Exit codes: 0 every record ok, 1 some records not ok (see the report), 2 bad usage or
+    an unreadable job file (nothing was sent).
+    """

@@ -1,0 +1,151 @@
+"""Sending one logical request: token, per-location pacing, retries, statistics.
+
+Job kinds call ``Client.call``; it is the only way they reach the network. For each attempt
+it waits for a slot of the request's location (so a location that gets 429s slows down
+alone), adds that location's token, sends through the transport, feeds the response's rate
+headers back to the location's limiter, and lets stamina decide on another attempt.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import stamina
+
+from .errors import HTTPStatusError, MissingToken, RequestError, RunStopped, TransportError
+from .limiter import LocationGates, RateHint
+from .model import LocationId, Request, Response
+from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable
+from .transport import Transport
+
+__all__ = ["Client", "Exchange", "RunStats", "TokenLookup"]
+
+#: Returns the token for a location, or None when there is none.
+TokenLookup = Callable[[LocationId], str | None]
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters for the summary. Mutated only from the event loop's thread."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    transport_errors: int = 0
+    server_errors: int = 0
+    by_method: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exchange:
+    """The final answer to a request and how it was reached."""
+
+    response: Response
+    attempts: int
+    #: an earlier attempt may have reached the server (reset, timeout, 5xx)
+    ambiguous: bool = False
+
+
+class Client:
+    """Sends requests for many locations, each with its own token and budget."""
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        tokens: TokenLookup,
+        gates: LocationGates,
+        read_rate: Callable[[Response], RateHint],
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self._transport = transport
+        self._tokens = tokens
+        self._gates = gates
+        self._read_rate = read_rate
+        self._policy = policy or RetryPolicy()
+        self._hook = functools.partial(is_retryable, max_retry_after=self._policy.max_retry_after)
+        self._stopping = False
+        self.stats = RunStats()
+
+    @property
+    def gates(self) -> LocationGates:
+        """The per-location limiters."""
+        return self._gates
+
+    def stop(self) -> None:
+        """Send nothing more: calls not yet on the wire raise ``RunStopped``."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        """Whether ``stop`` was called."""
+        return self._stopping
+
+    async def call(self, request: Request) -> Exchange:
+        """Send ``request``, retrying transient failures; return the final response.
+
+        A 2xx/3xx/4xx answer other than 429 is returned as is, for the job kind to judge.
+        Raises ``RequestError`` (with ``attempts`` and ``ambiguous`` set) when every attempt
+        failed, ``RunStopped`` when the run is stopping, and the limiter's
+        ``DailyLimitExhausted`` when the location's daily budget is spent.
+        """
+        token = self._tokens(request.location_id)
+        if not token:
+            raise MissingToken(f"no token for location {request.location_id}", request=request)
+        # The token goes only on this location's own request, and only in this copy.
+        signed = request.with_headers({"Authorization": f"Bearer {token}"})
+        attempts = 0
+        ambiguous = False
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._hook,
+                attempts=self._policy.attempts,
+                timeout=None,
+                wait_initial=self._policy.wait_initial,
+                wait_max=self._policy.wait_max,
+                wait_jitter=self._policy.wait_jitter,
+            ):
+                with attempt:
+                    if self._stopping:
+                        raise RunStopped("the run is stopping")
+                    if attempts:
+                        self.stats.retries += 1
+                    attempts += 1
+                    response = await self._send_once(signed, gate_key=request.location_id)
+                    if response.status >= 500:
+                        ambiguous = True
+                    if response.status in RETRYABLE_STATUSES:
+                        raise HTTPStatusError(
+                            f"HTTP {response.status}", request=request, response=response
+                        )
+                    return Exchange(response=response, attempts=attempts, ambiguous=ambiguous)
+        except TransportError as exc:
+            exc.attempts, exc.ambiguous = attempts, True
+            raise
+        except RequestError as exc:
+            exc.attempts, exc.ambiguous = attempts, ambiguous
+            raise
+        raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
+
+    async def _send_once(self, signed: Request, *, gate_key: LocationId) -> Response:
+        gate = self._gates[gate_key]
+        async with gate.slot():
+            if self._stopping:  # the wait for a slot may have outlived the run
+                raise RunStopped("the run is stopping")
+            self.stats.requests += 1
+            self.stats.by_method[signed.method] += 1
+            try:
+                response = await self._transport.send(signed)
+            except TransportError:
+                self.stats.transport_errors += 1
+                raise
+        throttled = response.status == 429
+        if throttled:
+            self.stats.rate_limited += 1
+        elif response.status >= 500:
+            self.stats.server_errors += 1
+        gate.observe(self._read_rate(response), throttled=throttled)
+        return response

@@ -1,0 +1,138 @@
+"""What a person sees: logging setup, a progress bar, and the end-of-run summary.
+
+All of it goes to stderr except the summary, which is the run's result and goes to stdout.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+import structlog
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .model import Outcome
+from .runner import Summary
+
+__all__ = ["ProgressBar", "configure_logging", "render_summary"]
+
+
+def configure_logging(
+    fmt: str = "console", *, verbose: bool = False, stream: TextIO | None = None
+) -> None:
+    """structlog to stderr: readable on a terminal, one JSON object per line with ``json``."""
+    out = stream or sys.stderr
+    renderer: structlog.typing.Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.DEBUG if verbose else logging.INFO
+        ),
+        logger_factory=structlog.PrintLoggerFactory(out),
+        cache_logger_on_first_use=False,
+    )
+
+
+class ProgressBar:
+    """A runner ``Observer`` drawing records done / total, rate, ETA and failures so far."""
+
+    def __init__(self, ok_statuses: frozenset[str], *, console: Console | None = None) -> None:
+        self._ok = ok_statuses
+        self._failures = 0
+        self._progress = Progress(
+            TextColumn("[bold]records"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>6.1f}/s"),
+            TextColumn("[red]{task.fields[failures]} not ok"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def started(self, total: int, done: int) -> None:
+        self._progress.start()
+        self._task = self._progress.add_task(
+            "run", total=total, completed=done, failures=0, rate=0.0
+        )
+
+    def finished(self, outcome: Outcome) -> None:
+        if self._task is None:
+            return
+        if outcome.status not in self._ok:
+            self._failures += 1
+        task = self._progress.tasks[0]
+        self._progress.update(
+            self._task, advance=1, failures=self._failures, rate=task.speed or 0.0
+        )
+
+    def close(self) -> None:
+        """Stop drawing."""
+        self._progress.stop()
+
+
+def render_summary(
+    summary: Summary, *, ok_statuses: frozenset[str], console: Console | None = None
+) -> None:
+    """Counts per outcome, the locations with problems, time and requests, at a glance."""
+    out = console or Console(highlight=False)
+    table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    for status, count in sorted(summary.counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        style = "green" if status in ok_statuses else "red"
+        table.add_row(f"[{style}]{status}[/]", str(count))
+    table.add_row("[bold]total[/]", f"[bold]{summary.total}[/]")
+    out.print(table)
+    if summary.failed_by_location:
+        worst = _top(summary.failed_by_location, 10)
+        more = len(summary.failed_by_location) - len(worst)
+        out.print(
+            "not ok by location: "
+            + ", ".join(f"{loc or '(none)'} {n}" for loc, n in worst.items())
+            + (f" … and {more} more" if more > 0 else "")
+        )
+    rate = summary.total / summary.elapsed if summary.elapsed > 0 else 0.0
+    out.print(
+        f"{summary.elapsed:.1f} s, {rate:.1f} records/s; {summary.requests} requests sent, "
+        f"{summary.retries} retried, {summary.rate_limited} rate limited (429)"
+    )
+    if summary.stopped:
+        out.print("[yellow]stopped early: records not sent are 'not_run'; --resume continues[/]")
+    if summary.report:
+        out.print(f"report: {summary.report}")
+    verdict = (
+        "[green]all records ok[/]"
+        if summary.exit_code == 0
+        else "[red]some records need attention[/]"
+    )
+    out.print(verdict)
+
+
+def _top(counts: Mapping[str, int], n: int) -> dict[str, int]:
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])

@@ -1,0 +1,106 @@
+"""The engine's error tree.
+
+::
+
+    EngineError
+      ├─ ConfigError          bad options or an unreadable job file → exit 2, nothing sent
+      │    └─ JobFileError    names the file, line and field
+      ├─ RecordError          one bad input row → reported ``invalid``, never sent
+      ├─ RunStopped           the run is stopping (Ctrl-C, SIGTERM): the record is ``not_run``
+      └─ RequestError         carries .request, .attempts, .ambiguous
+           ├─ MissingToken    no token for the request's location → never sent
+           ├─ TransportError  connect/read failure, reset, timeout → retryable
+           │    └─ AttemptTimeout
+           └─ HTTPStatusError carries .response; retryable iff 429 or 5xx
+
+Messages never contain tokens: requests render their headers redacted.
+"""
+
+from __future__ import annotations
+
+from .model import Request, Response
+
+__all__ = [
+    "AttemptTimeout",
+    "ConfigError",
+    "EngineError",
+    "HTTPStatusError",
+    "JobFileError",
+    "MissingToken",
+    "RecordError",
+    "RequestError",
+    "RunStopped",
+    "TransportError",
+]
+
+
+class EngineError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class ConfigError(EngineError):
+    """The run cannot start: bad options, unreadable files. Nothing has been sent."""
+
+
+class JobFileError(ConfigError):
+    """A job file that cannot be read at all."""
+
+    def __init__(self, path: str, message: str, *, line: int | None = None, field: str = ""):
+        self.path = path
+        self.line = line
+        self.field = field
+        where = path if line is None else f"{path}:{line}"
+        if field:
+            where = f"{where} (field {field!r})"
+        super().__init__(f"{where}: {message}")
+
+
+class RecordError(EngineError):
+    """One input record is malformed; it is reported ``invalid`` and never sent."""
+
+    def __init__(self, message: str, *, field: str = ""):
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class RunStopped(EngineError):
+    """The run is stopping; records not finished are reported ``not_run``."""
+
+
+class RequestError(EngineError):
+    """A request could not be completed.
+
+    ``attempts`` counts the tries made; ``ambiguous`` is true when one of them may have
+    reached the server (a reset, a timeout or a 5xx), so its effect is unknown.
+    """
+
+    def __init__(self, message: str, *, request: Request):
+        self.request = request
+        self.attempts = 0
+        self.ambiguous = False
+        super().__init__(message)
+
+
+class MissingToken(RequestError):
+    """No token is configured for the request's location, so it was never sent."""
+
+
+class TransportError(RequestError):
+    """The connection failed, was reset, or timed out: the outcome is unknown, retry."""
+
+
+class AttemptTimeout(TransportError):
+    """One attempt took longer than the per-attempt timeout."""
+
+
+class HTTPStatusError(RequestError):
+    """The server answered with an error status."""
+
+    def __init__(self, message: str, *, request: Request, response: Response):
+        self.response = response
+        super().__init__(message, request=request)
+
+    @property
+    def status(self) -> int:
+        """The HTTP status code."""
+        return self.response.status

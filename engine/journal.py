@@ -1,0 +1,136 @@
+"""The run journal: what lets a stopped or killed run be resumed without doing work twice.
+
+It lives beside the report (``out.csv`` → ``out.csv.journal``) and is append-only JSON Lines:
+
+- line 1 describes the run (job kind, its settings such as API and base URL, job files), so
+  a report is never continued by a different job;
+- every later line is an *intent*, written and flushed to the OS before a write request is
+  sent: ``{"intent": ident, "source": ...}``.
+
+A record that has an intent but whose change is found already in place on a later look was
+changed by this job (its response was lost, or the process died), not by someone before it.
+Intents are never removed, so that stays true across any number of resumes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import IO, Any
+
+import orjson
+
+from .errors import ConfigError
+from .model import Record
+
+__all__ = ["RunJournal", "journal_path"]
+
+_FORMAT = "ghl-migrate-journal/1"
+
+
+def journal_path(report_path: str) -> str:
+    """The journal file that belongs to ``report_path``."""
+    return f"{report_path}.journal"
+
+
+def _read(path: str) -> tuple[dict[str, Any] | None, set[str]]:
+    meta: dict[str, Any] | None = None
+    intents: set[str] = set()
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh):
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a torn last line
+            if not isinstance(item, dict):
+                continue
+            if number == 0:
+                meta = item
+            elif isinstance(ident := item.get("intent"), str):
+                intents.add(ident)
+    return meta, intents
+
+
+def _describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
+    diffs = [
+        f"{key} was {found.get(key)!r}, now {value!r}"
+        for key, value in expected.items()
+        if found.get(key) != value
+    ]
+    return "; ".join(diffs)
+
+
+class RunJournal:
+    """Append-only intents for one report, checked against the run that made it."""
+
+    def __init__(
+        self,
+        path: str,
+        meta: Mapping[str, Any],
+        *,
+        sync_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._meta = {"format": _FORMAT, **meta}
+        self._intents: set[str] = set()
+        self._fh: IO[bytes] | None = None
+        self._sync_interval = sync_interval
+        self._clock = clock
+        self._last_sync = 0.0
+        self._dirty = False
+
+    def open(self, *, resume: bool) -> None:
+        """Start a new journal, or (``resume``) check and continue an existing one."""
+        exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        if exists:
+            if not resume:
+                raise ConfigError(
+                    f"{self.path} exists from an earlier run: pass --resume to continue it, "
+                    "or choose another --report path"
+                )
+            meta, self._intents = _read(self.path)
+            if meta is None or meta.get("format") != _FORMAT:
+                raise ConfigError(f"{self.path} is not a ghl-migrate journal; refusing to mix")
+            if mismatch := _describe_mismatch(meta, self._meta):
+                raise ConfigError(
+                    f"{self.path} belongs to a different run ({mismatch}); "
+                    "resume with the same job files and options, or choose another --report path"
+                )
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the run
+        if not exists:
+            self._fh.write(orjson.dumps(self._meta) + b"\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        self._last_sync = self._clock()
+
+    def intent(self, record: Record, fields: Mapping[str, str]) -> None:
+        """Note, before sending it, that a write for ``record`` is about to go out."""
+        if self._fh is None:
+            raise RuntimeError("RunJournal.intent before open()")
+        self._fh.write(
+            orjson.dumps({"intent": record.ident, "source": record.source, **fields}) + b"\n"
+        )
+        self._fh.flush()  # in the OS before the request leaves: survives kill -9
+        self._dirty = True
+        if self._clock() - self._last_sync >= self._sync_interval:
+            self.sync()
+
+    def pending(self, record: Record) -> bool:
+        """Whether an earlier process noted a write for ``record`` (its effect is unknown)."""
+        return record.ident in self._intents
+
+    def sync(self) -> None:
+        """Force noted intents to disk."""
+        if self._fh is not None and self._dirty:
+            os.fsync(self._fh.fileno())
+            self._dirty = False
+            self._last_sync = self._clock()
+
+    def close(self) -> None:
+        """Sync and close."""
+        if self._fh is not None:
+            self.sync()
+            self._fh.close()
+            self._fh = None

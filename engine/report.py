@@ -1,0 +1,215 @@
+"""The per-record report: written row by row as records finish, rewritten once at the end.
+
+While a run is going the report is append-only: each finished record is one row, flushed to
+the OS as soon as it is written (so a killed process loses nothing it reported), and synced
+to disk in groups (at most ``sync_interval`` seconds apart) for power loss. When the run ends
+the file is rewritten atomically (temporary file, fsync, rename) to exactly one row per input
+record. A resumed run appends to it again; ``read_report`` keeps every row, the caller keeps
+the last one per record.
+
+CSV cells that a spreadsheet would run as a formula (first character ``= + - @``, tab or CR)
+are prefixed with ``'``; ``read_report`` removes that prefix again.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
+
+import orjson
+
+from .errors import ConfigError
+
+__all__ = [
+    "ReportFormat",
+    "ReportWriter",
+    "read_report",
+    "report_format",
+    "write_report_atomically",
+]
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+Row = Mapping[str, Any]
+
+
+class ReportFormat(enum.Enum):
+    """Report formats, chosen by the file extension."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+def report_format(path: str) -> ReportFormat:
+    """``.csv`` → CSV, ``.jsonl`` → JSON Lines; anything else is a ``ConfigError``."""
+    lower = path.lower()
+    if lower.endswith(".csv"):
+        return ReportFormat.CSV
+    if lower.endswith(".jsonl"):
+        return ReportFormat.JSONL
+    raise ConfigError(f"report {path}: name it *.csv or *.jsonl to choose its format")
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+
+
+class _Encoder:
+    def __init__(self, fmt: ReportFormat, columns: Sequence[str]) -> None:
+        self.fmt = fmt
+        self.columns = tuple(columns)
+        self._buf = io.StringIO()
+        self._csv = csv.writer(self._buf, lineterminator="\n")
+
+    def header(self) -> str:
+        if self.fmt is ReportFormat.JSONL:
+            return ""
+        return self._line(self.columns)
+
+    def _line(self, cells: Iterable[str]) -> str:
+        self._buf.seek(0)
+        self._buf.truncate()
+        self._csv.writerow(cells)
+        return self._buf.getvalue()
+
+    def encode(self, row: Row) -> str:
+        if self.fmt is ReportFormat.JSONL:
+            ordered = {c: row.get(c) for c in self.columns}
+            ordered = {c: ("" if v is None else v) for c, v in ordered.items()}
+            return orjson.dumps(ordered).decode() + "\n"
+        return self._line(_cell(row.get(c)) for c in self.columns)
+
+
+class ReportWriter:
+    """Appends rows to a report file, flushing each and syncing in groups."""
+
+    def __init__(
+        self,
+        path: str,
+        columns: Sequence[str],
+        *,
+        sync_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = path
+        self._enc = _Encoder(report_format(path), columns)
+        self._sync_interval = sync_interval
+        self._clock = clock
+        self._fh: IO[str] | None = None
+        self._last_sync = 0.0
+        self._dirty = False
+        self.rows_written = 0
+
+    def open(self) -> None:
+        """Open for appending; a new or empty file gets the header first."""
+        if os.path.exists(self.path):
+            _drop_torn_tail(self.path)
+        fresh = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        self._fh = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - kept open for the run
+        if fresh and (header := self._enc.header()):
+            self._fh.write(header)
+        self._fh.flush()
+        self._last_sync = self._clock()
+
+    def write(self, row: Row) -> None:
+        """Append one row and hand it to the OS; sync to disk at most every interval."""
+        if self._fh is None:
+            raise RuntimeError("ReportWriter.write before open()")
+        self._fh.write(self._enc.encode(row))
+        self._fh.flush()
+        self.rows_written += 1
+        self._dirty = True
+        now = self._clock()
+        if now - self._last_sync >= self._sync_interval:
+            self.sync()
+
+    def sync(self) -> None:
+        """Force written rows to disk."""
+        if self._fh is not None and self._dirty:
+            os.fsync(self._fh.fileno())
+            self._dirty = False
+            self._last_sync = self._clock()
+
+    def close(self) -> None:
+        """Sync and close."""
+        if self._fh is not None:
+            self.sync()
+            self._fh.close()
+            self._fh = None
+
+
+def _drop_torn_tail(path: str) -> None:
+    """Cut a partial last line left by a process killed mid-write, so appends start clean."""
+    with open(path, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        block = min(size, 1 << 16)
+        fh.seek(size - block)
+        tail = fh.read(block)
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
+
+
+def write_report_atomically(path: str, columns: Sequence[str], rows: Iterable[Row]) -> int:
+    """Replace ``path`` with exactly ``rows`` (temporary file, fsync, rename). Returns the count."""
+    enc = _Encoder(report_format(path), columns)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    count = 0
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(enc.header())
+        for row in rows:
+            fh.write(enc.encode(row))
+            count += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return count
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return count
+
+
+def read_report(path: str) -> list[dict[str, str]]:
+    """Every complete row of a report or journal, in file order, values as strings.
+
+    A truncated last line (a process killed mid-write) is skipped.
+    """
+    fmt = report_format(path)
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        text = fh.read()
+    rows: list[dict[str, str]] = []
+    if fmt is ReportFormat.JSONL:
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a torn last line
+            if isinstance(item, dict):
+                rows.append({k: "" if v is None else str(v) for k, v in item.items()})
+        return rows
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    reader = csv.DictReader(io.StringIO(complete))
+    for raw in reader:
+        if None in raw or any(v is None for v in raw.values()):
+            continue  # a row with the wrong number of cells: torn or repaired line
+        rows.append({k: _uncell(v) for k, v in raw.items()})
+    return rows

@@ -1,0 +1,64 @@
+"""When to try a request again, and how long to wait first.
+
+``is_retryable`` is a stamina *backoff hook*: it returns ``False`` for answers that will not
+change on a retry (4xx, bad input, a stopped run), ``True`` for transient failures
+(connection errors, timeouts, 5xx), and for a 429 with ``Retry-After`` the number of seconds
+to wait, which overrides the exponential backoff.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+
+from .errors import HTTPStatusError, TransportError
+from .model import Response
+
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_retryable", "retry_after_seconds"]
+
+#: Statuses worth another attempt: rate limited, or a transient server/proxy failure.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How hard to try one request. Times are in seconds."""
+
+    attempts: int = 5
+    wait_initial: float = 0.5
+    wait_max: float = 30.0
+    wait_jitter: float = 1.0
+    #: longest ``Retry-After`` honoured; a longer one is capped to this
+    max_retry_after: float = 300.0
+
+
+def retry_after_seconds(response: Response, *, now: float | None = None) -> float | None:
+    """The ``Retry-After`` header in seconds (delta-seconds or an HTTP date), or None."""
+    value = response.header("retry-after")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def is_retryable(exc: Exception, *, max_retry_after: float = 300.0) -> bool | float:
+    """stamina backoff hook: False = give up, True = back off, float = wait that long."""
+    if isinstance(exc, TransportError):
+        return True
+    if isinstance(exc, HTTPStatusError) and exc.status in RETRYABLE_STATUSES:
+        if exc.status == 429:
+            delay = retry_after_seconds(exc.response)
+            if delay is not None:
+                return min(delay, max_retry_after)
+        return True
+    return False

@@ -1,0 +1,73 @@
+"""Where tokens come from: a tokens file, else ``<PREFIX><LOCATION_ID>`` variables, else one
+shared variable. Tokens are only ever handed to the client, never logged or reported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import stat
+from collections.abc import Mapping
+
+import orjson
+import structlog
+
+from .client import TokenLookup
+from .errors import ConfigError
+
+__all__ = ["load_tokens"]
+
+log = structlog.get_logger("engine")
+
+
+def _read_file(path: str) -> dict[str, str]:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            text = fh.read()
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigError(f"tokens file {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning("tokens file is readable by other users; chmod 600 it", path=path)
+    if text.lstrip().startswith("{"):
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"tokens file {path}:{exc.lineno}: broken JSON") from None
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+            raise ConfigError(f'tokens file {path}: expected {{"locationId": "token", ...}}')
+        return {k.strip(): v.strip() for k, v in data.items()}
+    tokens: dict[str, str] = {}
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if number == 1 and [c.strip().lower() for c in row[:2]] == ["location_id", "token"]:
+            continue
+        if len(row) != 2 or not row[0].strip() or not row[1].strip():
+            # Never echo the row: it may hold a token.
+            raise ConfigError(
+                f"tokens file {path}:{number}: expected two columns location_id,token"
+            )
+        tokens[row[0].strip()] = row[1].strip()
+    return tokens
+
+
+def load_tokens(
+    path: str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    prefix: str = "GHL_TOKEN",
+) -> TokenLookup:
+    """A lookup: the tokens file first, then ``{prefix}_{LOCATION_ID}``, then ``{prefix}``."""
+    env = os.environ if environ is None else environ
+    from_file = _read_file(path) if path else {}
+
+    def lookup(location_id: str) -> str | None:
+        return (
+            from_file.get(location_id)
+            or env.get(f"{prefix}_{location_id}")
+            or env.get(prefix)
+            or None
+        )
+
+    return lookup

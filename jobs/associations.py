@@ -1,0 +1,476 @@
+"""Job kind: HighLevel association definitions, created or deleted across many locations.
+
+For each location the kind first reads what is there (every page of definitions, and the
+object schemas) once, then decides each record by looking rather than by status codes:
+
+- create: key already there with the same object keys → ``exists`` (no POST), with other
+  object keys → ``conflict``; an unknown object key fails fast naming the keys that exist;
+  missing labels come from the objects' singular labels. A create answered 409/400/422 is
+  settled by GET-ing the key (the service has no reliable duplicate status). A definition
+  found after this job sent a create for it (a lost response, or a process killed mid-call,
+  noted in the journal) is ``created``: ``exists`` means it was there before the job.
+- delete: by ``association_id`` or by ``key``; ``absent`` when already gone; SYSTEM_DEFINED
+  definitions are refused without a request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import anyio
+
+from engine import (
+    FAILED,
+    INVALID,
+    NOT_RUN,
+    RETRYABLE_STATUSES,
+    Exchange,
+    HTTPStatusError,
+    JobContext,
+    JobFileError,
+    MissingToken,
+    Outcome,
+    RateHint,
+    Record,
+    RecordError,
+    Request,
+    RequestError,
+    Response,
+)
+
+from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
+from .routes import Api, Routes, association_from, associations_from
+
+__all__ = ["COLUMNS", "AssociationsJob", "LocationState"]
+
+CREATED, EXISTS, CONFLICT, DELETED, ABSENT = "created", "exists", "conflict", "deleted", "absent"
+
+COLUMNS = (
+    "source",
+    "location_id",
+    "action",
+    "key",
+    "outcome",
+    "association_id",
+    "http_status",
+    "attempts",
+    "error",
+)
+
+_FIELDS = (
+    "location_id",
+    "action",
+    "key",
+    "first_object_key",
+    "second_object_key",
+    "first_object_label",
+    "second_object_label",
+    "description",
+    "association_id",
+)
+_ALIASES = {
+    **{name: name for name in _FIELDS},
+    **{re.sub(r"_(\w)", lambda m: m.group(1).upper(), name): name for name in _FIELDS},
+    "associationId": "association_id",
+    "id": "association_id",
+}
+_ID_TEXT = re.compile(r"^[^\s/?#]+$")
+_OBJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
+_LOOK_STATUSES = frozenset({400, 409, 422})
+
+
+@dataclass(slots=True)
+class LocationState:
+    """What one location held when the job first looked, kept current as the job writes."""
+
+    objects: dict[str, str] = field(default_factory=dict)  # object key -> singular label
+    by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Loading:
+    done: anyio.Event
+    state: LocationState | None = None
+    error: Outcome | None = None
+
+
+def _text(values: Mapping[str, Any], name: str) -> str:
+    value = values.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise RecordError("must be text", field=name)
+    return str(value).strip()
+
+
+class AssociationsJob:
+    """The ``associations`` job kind for one API route set and base URL."""
+
+    name: str = "associations"
+    columns: tuple[str, ...] = COLUMNS
+    ok_statuses: frozenset[str] = frozenset({CREATED, EXISTS, DELETED, ABSENT})
+    final_statuses: frozenset[str] = frozenset(
+        {CREATED, EXISTS, CONFLICT, DELETED, ABSENT, INVALID}
+    )
+
+    def __init__(self, *, api: Api | str = Api.ASSOCIATIONS, base_url: str = DEFAULT_BASE_URL):
+        self.api = Api(api)
+        self.base_url = check_base_url(base_url)
+        self.routes = Routes(api=self.api, base_url=self.base_url)
+        self._locations: dict[str, _Loading] = {}
+
+    # -- reading job files ----------------------------------------------------------------
+
+    def identity(self) -> Mapping[str, str]:
+        return {"api": self.api.value, "base_url": self.base_url}
+
+    def canonical_field(self, name: str) -> str | None:
+        return _ALIASES.get(name) or _ALIASES.get(name.lower())
+
+    def expand(self, document: Mapping[str, Any], path: str) -> Iterator[Mapping[str, Any]]:
+        """Fan an onboarding template ``{"locations": [...], "associations": [...]}`` out."""
+        locations, definitions = document.get("locations"), document.get("associations")
+        unknown = set(document) - {"locations", "associations"}
+        if not isinstance(locations, list) or not isinstance(definitions, list) or unknown:
+            raise JobFileError(
+                path,
+                'expected a list of records, or a template {"locations": [...], '
+                '"associations": [...]}' + (f"; unknown keys {sorted(unknown)}" if unknown else ""),
+            )
+        for location in locations:
+            location_id = location.get("id") if isinstance(location, dict) else location
+            for definition in definitions:
+                if not isinstance(definition, dict):
+                    yield {"location_id": location_id, "__bad__": definition}
+                    continue
+                yield {**definition, "locationId": location_id}
+
+    def parse(self, source: str, values: Mapping[str, Any]) -> Record:
+        if "__bad__" in values:
+            raise RecordError("each template association must be an object")
+        fields = {name: _text(values, name) for name in _FIELDS}
+        location_id = fields["location_id"]
+        if not location_id:
+            raise RecordError("is required", field="location_id")
+        if not _ID_TEXT.match(location_id):
+            raise RecordError("must not contain spaces, '/', '?' or '#'", field="location_id")
+        action = fields["action"].lower() or "create"
+        fields["action"] = action
+        if action == "create":
+            for name in ("key", "first_object_key", "second_object_key"):
+                if not fields[name]:
+                    raise RecordError("is required for create", field=name)
+            for name in ("first_object_key", "second_object_key"):
+                if not _OBJECT_KEY.match(fields[name]):
+                    raise RecordError(
+                        "must be an object key such as contact or custom_objects.property",
+                        field=name,
+                    )
+        elif action == "delete":
+            if not fields["key"] and not fields["association_id"]:
+                raise RecordError("delete needs key or association_id", field="key")
+        else:
+            raise RecordError(f"must be create or delete, not {action!r}", field="action")
+        if fields["key"] and not _ID_TEXT.match(fields["key"]):
+            raise RecordError("must not contain spaces, '/', '?' or '#'", field="key")
+        if fields["association_id"] and not _ID_TEXT.match(fields["association_id"]):
+            raise RecordError("must not contain spaces, '/', '?' or '#'", field="association_id")
+        return Record(
+            source=source,
+            location_id=location_id,
+            ident=self.row_ident(fields),
+            fields={k: v for k, v in fields.items() if v and k != "location_id"},
+        )
+
+    def invalid_record(self, source: str, values: Mapping[str, Any]) -> Record:
+        shown = {k: str(v) for k, v in values.items() if isinstance(v, str | int) and k in _FIELDS}
+        return Record(
+            source=source,
+            location_id=shown.pop("location_id", ""),
+            ident="",
+            fields=shown,
+        )
+
+    def row_ident(self, row: Mapping[str, str]) -> str:
+        action = (row.get("action") or "create").lower()
+        key = row.get("key") or f"id:{row.get('association_id', '')}"
+        return f"{row.get('location_id', '')}\x1f{action}\x1f{key}"
+
+    def report_fields(self, record: Record) -> Mapping[str, str]:
+        return {"action": record.get("action") or "create", "key": record.get("key")}
+
+    def read_rate(self, response: Response) -> RateHint:
+        return read_rate(response)
+
+    # -- carrying records out -------------------------------------------------------------
+
+    async def process(self, record: Record, ctx: JobContext) -> Outcome:
+        loaded = await self._state(record, ctx)
+        if isinstance(loaded, Outcome):
+            return loaded
+        if record.get("action") == "delete":
+            return await self._delete(record, ctx, loaded)
+        return await self._create(record, ctx, loaded)
+
+    async def _state(self, record: Record, ctx: JobContext) -> LocationState | Outcome:
+        """Read the location once (definitions and objects); later records wait for it."""
+        location = record.location_id
+        loading = self._locations.get(location)
+        if loading is None:
+            loading = self._locations[location] = _Loading(done=anyio.Event())
+            try:
+                loading.state = await self._load(location, ctx)
+            except RequestError as exc:
+                loading.error = _failure(record, exc, f"reading location {location}")
+                if isinstance(exc, MissingToken):
+                    loading.error = replace(
+                        loading.error,
+                        error=f"no token for location {location}: add it to --tokens or set "
+                        f"GHL_TOKEN_{location}",
+                    )
+            finally:
+                loading.done.set()
+        else:
+            await loading.done.wait()
+        if loading.state is not None:
+            return loading.state
+        if loading.error is not None:
+            return Outcome(
+                record=record,
+                status=loading.error.status,
+                http_status=loading.error.http_status,
+                error=loading.error.error,
+            )
+        # The first reader was cancelled or stopped: this record was never tried.
+        return Outcome(record=record, status=NOT_RUN, error="location was not read")
+
+    async def _load(self, location: str, ctx: JobContext) -> LocationState:
+        state = LocationState()
+        request = self.routes.objects(location)
+        answer = await ctx.client.call(request)
+        _raise_for(request, answer, "listing objects")
+        body = json_body(answer.response)
+        for item in body.get("objects", []) if isinstance(body, dict) else []:
+            if isinstance(item, dict) and isinstance(item.get("key"), str):
+                labels = item.get("labels")
+                singular = labels.get("singular") if isinstance(labels, dict) else None
+                state.objects[item["key"]] = str(singular or item["key"])
+        skip = 0
+        while True:
+            request = self.routes.list(location, skip)
+            answer = await ctx.client.call(request)
+            _raise_for(request, answer, "listing associations")
+            page = associations_from(json_body(answer.response))
+            fresh = [a for a in page if a["key"] not in state.by_key]
+            for item in fresh:
+                state.by_key[item["key"]] = item
+            # Page until empty: the service may return fewer than asked while more remain.
+            # A page with nothing new means the server ignores skip: stop rather than loop.
+            if not self.routes.official or not page or not fresh:
+                return state
+            skip += len(page)
+
+    async def _create(self, record: Record, ctx: JobContext, state: LocationState) -> Outcome:
+        key = record.get("key")
+        first, second = record.get("first_object_key"), record.get("second_object_key")
+        missing = [k for k in (first, second) if k not in state.objects]
+        if missing:
+            return Outcome(
+                record=record,
+                status=FAILED,
+                error=f"object {missing[0]!r} does not exist in location {record.location_id}; "
+                f"it has: {', '.join(sorted(state.objects))}",
+            )
+        found = state.by_key.get(key)
+        if found is not None:
+            return self._settle(record, found, wrote=ctx.journal.pending(record), attempts=0)
+        first_label = record.get("first_object_label") or state.objects[first]
+        second_label = record.get("second_object_label") or state.objects[second]
+        if first == second and first_label == second_label and self.routes.official:
+            return Outcome(
+                record=record,
+                status=FAILED,
+                error=f"both labels would be {first_label!r} (the service refuses that): give "
+                "first_object_label and second_object_label",
+            )
+        body = {"locationId": record.location_id, "key": key}
+        if self.routes.official:
+            body |= {
+                "firstObjectKey": first,
+                "firstObjectLabel": first_label,
+                "secondObjectKey": second,
+                "secondObjectLabel": second_label,
+            }
+        else:
+            body |= {"firstObjectKey": first, "secondObjectKey": second}
+            if record.get("first_object_label"):
+                body["firstObjectLabel"] = first_label
+            if record.get("second_object_label"):
+                body["secondObjectLabel"] = second_label
+            body["description"] = record.get("description")
+        ctx.journal.intent(record, {"action": "create", "key": key})
+        try:
+            answer = await ctx.client.call(self.routes.create(record.location_id, body))
+        except RequestError as exc:
+            return _failure(record, exc, "create")
+        response = answer.response
+        wrote = answer.ambiguous or ctx.journal.pending(record)
+        if response.status in (200, 201):
+            created = association_from(json_body(response)) or {}
+            state.by_key[key] = {**body, **created}
+            return Outcome(
+                record=record,
+                status=CREATED,
+                http_status=response.status,
+                attempts=answer.attempts,
+                fields={"association_id": str(created.get("id", ""))},
+            )
+        if response.status in _LOOK_STATUSES:
+            looked = await self._look(record, ctx, key)
+            if isinstance(looked, Outcome):
+                return looked
+            if looked is not None:
+                state.by_key[key] = looked
+                return self._settle(record, looked, wrote=wrote, attempts=answer.attempts)
+        return Outcome(
+            record=record,
+            status=FAILED,
+            http_status=response.status,
+            attempts=answer.attempts,
+            error=error_text(response),
+        )
+
+    async def _look(
+        self, record: Record, ctx: JobContext, key: str
+    ) -> dict[str, Any] | Outcome | None:
+        """GET the key: the association, None when it does not exist, or a failed outcome."""
+        try:
+            answer = await ctx.client.call(self.routes.by_key(record.location_id, key))
+        except RequestError as exc:
+            return _failure(record, exc, "looking up the key")
+        if answer.response.status == 200:
+            return association_from(json_body(answer.response))
+        if answer.response.status in (400, 404):
+            return None  # "Association not found" comes back as either (field)
+        return Outcome(
+            record=record,
+            status=FAILED,
+            http_status=answer.response.status,
+            error=f"looking up key {key!r}: {error_text(answer.response)}",
+        )
+
+    def _settle(
+        self, record: Record, found: Mapping[str, Any], *, wrote: bool, attempts: int
+    ) -> Outcome:
+        """A definition with the record's key is there: ours, someone else's, or a clash."""
+        association_id = str(found.get("id", ""))
+        same = (found.get("firstObjectKey"), found.get("secondObjectKey")) == (
+            record.get("first_object_key"),
+            record.get("second_object_key"),
+        )
+        if not same:
+            return Outcome(
+                record=record,
+                status=CONFLICT,
+                attempts=attempts,
+                fields={"association_id": association_id},
+                error=f"key {record.get('key')!r} already links {found.get('firstObjectKey')} ↔ "
+                f"{found.get('secondObjectKey')}; not modified",
+            )
+        return Outcome(
+            record=record,
+            status=CREATED if wrote else EXISTS,
+            attempts=attempts,
+            fields={"association_id": association_id},
+        )
+
+    async def _delete(self, record: Record, ctx: JobContext, state: LocationState) -> Outcome:
+        key, association_id = record.get("key"), record.get("association_id")
+        found = state.by_key.get(key) if key else None
+        if found is None and association_id:
+            found = next((a for a in state.by_key.values() if a.get("id") == association_id), None)
+        if found is None or (association_id and str(found.get("id")) != association_id):
+            if found is not None and key:
+                return Outcome(
+                    record=record,
+                    status=CONFLICT,
+                    fields={"association_id": association_id},
+                    error=f"key {key!r} now has id {found.get('id')}, not {association_id}; "
+                    "not deleted",
+                )
+            if not ctx.journal.pending(record):
+                return Outcome(
+                    record=record, status=ABSENT, fields={"association_id": association_id}
+                )
+            return Outcome(record=record, status=DELETED, fields={"association_id": association_id})
+        association_id = str(found.get("id", ""))
+        if key and found.get("key") != key:  # pragma: no cover - by_key guarantees it
+            return Outcome(record=record, status=CONFLICT, error="key changed; not deleted")
+        if found.get("associationType") == "SYSTEM_DEFINED":
+            return Outcome(
+                record=record,
+                status=FAILED,
+                fields={"association_id": association_id},
+                error=f"{found.get('key')} is SYSTEM_DEFINED: HighLevel does not allow deleting it",
+            )
+        ctx.journal.intent(record, {"action": "delete", "key": str(found.get("key", ""))})
+        try:
+            answer = await ctx.client.call(self.routes.delete(record.location_id, association_id))
+        except RequestError as exc:
+            return _failure(record, exc, "delete")
+        response = answer.response
+        fields = {"association_id": association_id}
+        if response.status in (200, 204):
+            state.by_key.pop(str(found.get("key")), None)
+            return Outcome(
+                record=record,
+                status=DELETED,
+                http_status=response.status,
+                attempts=answer.attempts,
+                fields=fields,
+            )
+        if response.status == 404:
+            state.by_key.pop(str(found.get("key")), None)
+            wrote = answer.ambiguous or ctx.journal.pending(record)
+            return Outcome(
+                record=record,
+                status=DELETED if wrote else ABSENT,
+                http_status=response.status,
+                attempts=answer.attempts,
+                fields=fields,
+            )
+        return Outcome(
+            record=record,
+            status=FAILED,
+            http_status=response.status,
+            attempts=answer.attempts,
+            fields=fields,
+            error=error_text(response),
+        )
+
+
+def _raise_for(request: Request, answer: Exchange, what: str) -> None:
+    """A read the job depends on must succeed (bad token, wrong location: stop here)."""
+    if answer.response.status != 200:
+        exc = HTTPStatusError(what, request=request, response=answer.response)
+        exc.attempts = answer.attempts
+        raise exc
+
+
+def _failure(record: Record, exc: RequestError, what: str) -> Outcome:
+    """A failed outcome that says what was being done and what the server said."""
+    if isinstance(exc, HTTPStatusError):
+        text = error_text(exc.response)
+        if exc.status in RETRYABLE_STATUSES:
+            text = f"gave up after {exc.attempts} attempts, last {text}"
+        return Outcome(
+            record=record,
+            status=FAILED,
+            http_status=exc.status,
+            attempts=exc.attempts,
+            error=f"{what}: {text}",
+        )
+    return Outcome(record=record, status=FAILED, attempts=exc.attempts, error=f"{what}: {exc}")

@@ -1,0 +1,266 @@
+"""HighLevel commands for ``ghl-migrate``: ``run`` and ``sandbox``.
+
+Each command only parses options, builds a ``RunConfig`` or ``SandboxConfig`` and calls the
+library; everything it does is callable from Python (see ``jobs.api``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from engine import Observer, RunConfig, RunResult
+from engine.cli import (
+    execute,
+    log_options,
+    rate_options,
+    report_options,
+    retry_options,
+    retry_policy,
+)
+
+from .api import run_job
+from .associations import AssociationsJob
+from .highlevel import DEFAULT_BASE_URL
+from .routes import Api
+from .sandbox import SandboxConfig, serve
+
+__all__ = ["COMMANDS"]
+
+
+def _api_option(f: Any) -> Any:
+    f = click.option(
+        "--base-url",
+        envvar="GHL_BASE_URL",
+        default=DEFAULT_BASE_URL,
+        show_default=True,
+        help="API root (env GHL_BASE_URL). Plain http is refused except to loopback.",
+    )(f)
+    return click.option(
+        "--api",
+        type=click.Choice([a.value for a in Api]),
+        default=Api.ASSOCIATIONS.value,
+        show_default=True,
+        help="Route set: 'associations' (official /associations/ routes) or "
+        "'objects-association' (the integration guide's routes).",
+    )(f)
+
+
+@click.command("run")
+@click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--tokens",
+    type=click.Path(dir_okay=False),
+    help='Tokens per location: CSV location_id,token or JSON {"locId": "token"}. '
+    "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN.",
+)
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Run against an embedded fake HighLevel API on 127.0.0.1 (tokens issued for "
+    "the job's locations); no account needed.",
+)
+@_api_option
+@report_options
+@rate_options
+@retry_options
+@log_options
+def run_command(
+    job_files: tuple[str, ...],
+    tokens: str | None,
+    sandbox: bool,
+    api: str,
+    base_url: str,
+    report: str | None,
+    resume: bool,
+    rate: tuple[int, float],
+    concurrency: int,
+    max_attempts: int,
+    timeout: float,
+    log_format: str,
+    verbose: bool,
+    no_progress: bool,
+) -> None:
+    """Create or delete association definitions listed in JOB_FILES (CSV or JSON).
+
+    \b
+    ghl-migrate run samples/onboarding.json --sandbox --report out.csv
+    ghl-migrate run jobs.csv --tokens tokens.csv --report out.csv
+    """
+    config = RunConfig(
+        job_files=job_files,
+        report=report,
+        resume=resume,
+        concurrency=concurrency,
+        rate=rate,
+        timeout=timeout,
+        retry=retry_policy(max_attempts),
+        handle_signals=True,
+    )
+
+    async def start(observer: Observer | None) -> RunResult:
+        return await run_job(
+            config,
+            api=Api(api),
+            base_url=base_url,
+            tokens_file=tokens,
+            sandbox=SandboxConfig() if sandbox else None,
+            observer=observer,
+        )
+
+    execute(
+        start,
+        ok_statuses=AssociationsJob.ok_statuses,
+        log_format=log_format,
+        verbose=verbose,
+        progress=not no_progress,
+    )
+
+
+def _latency(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float]:
+    if not value:
+        return (0.0, 0.0)
+    low, _, high = value.partition("-")
+    try:
+        lo, hi = float(low), float(high or low)
+    except ValueError:
+        raise click.BadParameter("expected MIN-MAX in milliseconds, e.g. 5-50") from None
+    if lo < 0 or hi < lo:
+        raise click.BadParameter("expected 0 <= MIN <= MAX")
+    return (lo, hi)
+
+
+def _rate_limit(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, float]:
+    if value in {"0", "off", "none"}:
+        return (0, 10.0)
+    from engine import parse_rate
+
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_probability = click.FloatRange(0.0, 1.0)
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port (0: any free one).",
+)
+@click.option("--locations", default="", help="Comma-separated location ids to issue tokens for.")
+@click.option(
+    "--tokens-file",
+    type=click.Path(dir_okay=False),
+    help="Write the issued tokens here as CSV location_id,token (mode 600).",
+)
+@click.option(
+    "--rate-limit",
+    default="100/10s",
+    show_default=True,
+    callback=_rate_limit,
+    help="Burst limit per location, REQUESTS/INTERVAL; 0 for none.",
+)
+@click.option(
+    "--daily-limit",
+    type=click.IntRange(0),
+    default=200_000,
+    show_default=True,
+    help="Requests per location per day; 0 for none.",
+)
+@click.option(
+    "--retry-after",
+    is_flag=True,
+    help="Send Retry-After on 429 (the real service does not document it).",
+)
+@click.option(
+    "--fail-rate",
+    type=_probability,
+    default=0.0,
+    help="Probability of a 500/502/503/504 before doing anything.",
+)
+@click.option(
+    "--reset-rate",
+    type=_probability,
+    default=0.0,
+    help="Probability of dropping the connection before doing anything.",
+)
+@click.option(
+    "--lost-response-rate",
+    type=_probability,
+    default=0.0,
+    help="Probability that a write is applied and then the connection dropped.",
+)
+@click.option(
+    "--stall-rate",
+    type=_probability,
+    default=0.0,
+    help="Probability that a response hangs for --stall-seconds.",
+)
+@click.option(
+    "--stall-seconds",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="How long a stalled response hangs.",
+)
+@click.option("--latency", callback=_latency, help="Added latency MIN-MAX in milliseconds.")
+@click.option(
+    "--throttle-below",
+    type=click.IntRange(1),
+    help="429 once a location passes N requests per window, while headers advertise --rate-limit.",
+)
+@click.option("--seed", type=int, help="Seed for reproducible faults.")
+def sandbox_command(
+    host: str,
+    port: int,
+    locations: str,
+    tokens_file: str | None,
+    rate_limit: tuple[int, float],
+    daily_limit: int,
+    retry_after: bool,
+    fail_rate: float,
+    reset_rate: float,
+    lost_response_rate: float,
+    stall_rate: float,
+    stall_seconds: float,
+    latency: tuple[float, float],
+    throttle_below: int | None,
+    seed: int | None,
+) -> None:
+    """Serve a fake HighLevel API (both route sets) until Ctrl-C.
+
+    \b
+    ghl-migrate sandbox --port 8765 --locations locA,locB --tokens-file tokens.csv
+    """
+    config = SandboxConfig(
+        rate_limit=rate_limit[0],
+        rate_interval=rate_limit[1],
+        daily_limit=daily_limit,
+        retry_after=retry_after,
+        fail_rate=fail_rate,
+        reset_rate=reset_rate,
+        lost_response_rate=lost_response_rate,
+        stall_rate=stall_rate,
+        stall_seconds=stall_seconds,
+        latency=latency,
+        throttle_below=throttle_below,
+        seed=seed,
+    )
+    wanted = [loc.strip() for loc in locations.split(",") if loc.strip()]
+
+    def ready(url: str) -> None:
+        click.echo(f"sandbox listening on {url}", err=True)
+        if tokens_file:
+            click.echo(f"tokens for {len(wanted)} locations written to {tokens_file}", err=True)
+
+    serve(config, host=host, port=port, locations=wanted, tokens_file=tokens_file, ready=ready)
+
+
+COMMANDS = [run_command, sandbox_command]
