@@ -20,8 +20,10 @@ from .errors import (
     TransportError,
 )
 from .job import JobContext, JobKind, Journal
+from .journal import journal_path, pending_intents
 from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
 from .model import FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
+from .report import read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
 from .runner import Observer, RunConfig, Runner, RunResult, Summary, load_records, run
 from .tokens import load_tokens
@@ -67,9 +69,12 @@ __all__ = [
     "Transport",
     "TransportError",
     "is_retryable",
+    "journal_path",
     "load_records",
     "load_tokens",
     "parse_rate",
+    "pending_intents",
+    "read_report",
     "retry_after_seconds",
     "run",
 ]

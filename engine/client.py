@@ -114,7 +114,11 @@ class Client:
                     if attempts:
                         self.stats.retries += 1
                     attempts += 1
-                    response = await self._send_once(signed, gate_key=request.location_id)
+                    try:
+                        response = await self._send_once(signed, gate_key=request.location_id)
+                    except TransportError:
+                        ambiguous = True  # it may have reached the server
+                        raise
                     if response.status >= 500:
                         ambiguous = True
                     if response.status in RETRYABLE_STATUSES:

@@ -24,7 +24,7 @@ import orjson
 from .errors import ConfigError
 from .model import Record
 
-__all__ = ["RunJournal", "journal_path"]
+__all__ = ["RunJournal", "journal_path", "pending_intents"]
 
 _FORMAT = "ghl-migrate-journal/1"
 
@@ -34,9 +34,10 @@ def journal_path(report_path: str) -> str:
     return f"{report_path}.journal"
 
 
-def _read(path: str) -> tuple[dict[str, Any] | None, set[str]]:
+def _read(path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The run description and every intent of a journal; torn lines are skipped."""
     meta: dict[str, Any] | None = None
-    intents: set[str] = set()
+    intents: list[dict[str, Any]] = []
     with open(path, "rb") as fh:
         for number, line in enumerate(fh):
             try:
@@ -47,9 +48,16 @@ def _read(path: str) -> tuple[dict[str, Any] | None, set[str]]:
                 continue
             if number == 0:
                 meta = item
-            elif isinstance(ident := item.get("intent"), str):
-                intents.add(ident)
+            elif isinstance(item.get("intent"), str):
+                intents.append(item)
     return meta, intents
+
+
+def pending_intents(path: str, *, action: str | None = None) -> set[str]:
+    """The record idents a journal noted writes for (optionally of one ``action`` only)."""
+    return {
+        item["intent"] for item in _read(path)[1] if action is None or item.get("action") == action
+    }
 
 
 def _describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
@@ -90,7 +98,8 @@ class RunJournal:
                     f"{self.path} exists from an earlier run: pass --resume to continue it, "
                     "or choose another --report path"
                 )
-            meta, self._intents = _read(self.path)
+            meta, intents = _read(self.path)
+            self._intents = {item["intent"] for item in intents}
             if meta is None or meta.get("format") != _FORMAT:
                 raise ConfigError(f"{self.path} is not a ghl-migrate journal; refusing to mix")
             if mismatch := _describe_mismatch(meta, self._meta):

@@ -8,7 +8,8 @@ record. A resumed run appends to it again; ``read_report`` keeps every row, the 
 the last one per record.
 
 CSV cells that a spreadsheet would run as a formula (first character ``= + - @``, tab or CR)
-are prefixed with ``'``; ``read_report`` removes that prefix again.
+are prefixed with ``'``, and so are cells that start with ``'`` themselves, so that
+``read_report`` can remove the prefix again without touching the value.
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ def report_format(path: str) -> ReportFormat:
     raise ConfigError(f"report {path}: name it *.csv or *.jsonl to choose its format")
 
 
+_ESCAPED_START = (*_FORMULA_START, "'")
+
+
 def _cell(value: Any) -> str:
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return "'" + text if text.startswith(_ESCAPED_START) else text
 
 
 def _uncell(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
+    return text[1:] if text.startswith("'") and text[1:].startswith(_ESCAPED_START) else text
 
 
 class _Encoder:
@@ -69,7 +73,10 @@ class _Encoder:
         self.fmt = fmt
         self.columns = tuple(columns)
         self._buf = io.StringIO()
-        self._csv = csv.writer(self._buf, lineterminator="\n")
+        # csv quotes a cell only when it holds a character of the line terminator, so the
+        # writer ends lines with \r\n (a lone \r in a cell gets quoted too) and ``_line``
+        # turns that final \r\n into the file's \n.
+        self._csv = csv.writer(self._buf, lineterminator="\r\n")
 
     def header(self) -> str:
         if self.fmt is ReportFormat.JSONL:
@@ -80,7 +87,7 @@ class _Encoder:
         self._buf.seek(0)
         self._buf.truncate()
         self._csv.writerow(cells)
-        return self._buf.getvalue()
+        return self._buf.getvalue()[:-2] + "\n"
 
     def encode(self, row: Row) -> str:
         if self.fmt is ReportFormat.JSONL:
@@ -151,14 +158,20 @@ class ReportWriter:
 def _drop_torn_tail(path: str) -> None:
     """Cut a partial last line left by a process killed mid-write, so appends start clean."""
     with open(path, "rb+") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        block = min(size, 1 << 16)
-        fh.seek(size - block)
-        tail = fh.read(block)
-        if tail.endswith(b"\n"):
-            return
-        cut = tail.rfind(b"\n")
-        fh.truncate(size - block + cut + 1 if cut >= 0 else 0)
+        size = end = fh.seek(0, os.SEEK_END)
+        # Look back block by block: a torn line may be longer than one block.
+        while end > 0:
+            start = max(0, end - (1 << 16))
+            fh.seek(start)
+            cut = fh.read(end - start).rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            end = start
+        else:
+            keep = 0  # no complete line at all
+        if keep != size:
+            fh.truncate(keep)
 
 
 def write_report_atomically(path: str, columns: Sequence[str], rows: Iterable[Row]) -> int:

@@ -187,9 +187,11 @@ class Runner:
         tokens: TokenLookup,
         transport: Transport | None = None,
         observer: Observer | None = None,
+        records: Sequence[Record] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kind = kind
+        self._given = None if records is None else list(records)
         self._config = config
         self._tokens = tokens
         self._transport = transport
@@ -224,7 +226,10 @@ class Runner:
             raise RuntimeError("a Runner runs once; create a new one")
         self._state = _State.RUNNING
         started = self._clock()
-        records, known = load_records(self._kind, self._config.job_files)
+        if self._given is None:
+            records, known = load_records(self._kind, self._config.job_files)
+        else:
+            records, known = self._given, {}
         self._records = records
         self._outcomes = [known.get(i) for i in range(len(records))]
         self._index = {r.ident: i for i, r in enumerate(records)}
@@ -472,6 +477,13 @@ async def run(
     tokens: TokenLookup,
     transport: Transport | None = None,
     observer: Observer | None = None,
+    records: Sequence[Record] | None = None,
 ) -> RunResult:
-    """Run one job to the end and return every outcome and the summary."""
-    return await Runner(kind, config, tokens=tokens, transport=transport, observer=observer).run()
+    """Run one job to the end and return every outcome and the summary.
+
+    The records come from ``config.job_files``, or from ``records`` when given (the job
+    files then only name the run in its journal)."""
+    runner = Runner(
+        kind, config, tokens=tokens, transport=transport, observer=observer, records=records
+    )
+    return await runner.run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import enum
+import io
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -85,7 +86,9 @@ def _canonical_keys(
 
 def _read_csv(path: str, text: str, schema: _Schema) -> list[SourceRow]:
     name = os.path.basename(path)
-    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+    # Lines end only at \r or \n: str.splitlines would also split a cell at \x0b, \x0c,
+    # \x1c-\x1e, \x85, U+2028 or U+2029 (Word's line break, pasted text), making rows.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     rows: list[SourceRow] = []
     line = 1

@@ -16,10 +16,11 @@ from engine import Observer, RunConfig, RunResult, TokenLookup, Transport, load_
 
 from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
+from .rollback import RollbackPlan
 from .routes import Api
 from .sandbox import Sandbox, SandboxConfig
 
-__all__ = ["run_job"]
+__all__ = ["rollback_job", "run_job"]
 
 
 async def run_job(
@@ -49,3 +50,24 @@ async def run_job(
     kind = AssociationsJob(api=api, base_url=base_url)
     lookup = tokens or load_tokens(tokens_file)
     return await run(kind, config, tokens=lookup, transport=transport, observer=observer)
+
+
+async def rollback_job(
+    plan: RollbackPlan,
+    config: RunConfig,
+    *,
+    api: Api | str = Api.ASSOCIATIONS,
+    base_url: str = DEFAULT_BASE_URL,
+    tokens_file: str | None = None,
+    tokens: TokenLookup | None = None,
+    transport: Transport | None = None,
+    observer: Observer | None = None,
+) -> RunResult:
+    """Carry out a rollback plan (see ``jobs.rollback.plan_rollback``): one delete per
+    ``created`` row, each checked against the key it had. ``config.job_files`` should name
+    the reports the plan came from (they identify the rollback in its journal)."""
+    kind = AssociationsJob(api=api, base_url=base_url)
+    lookup = tokens or load_tokens(tokens_file)
+    return await run(
+        kind, config, tokens=lookup, transport=transport, observer=observer, records=plan.records
+    )

@@ -194,7 +194,8 @@ class AssociationsJob:
             fields=shown,
         )
 
-    def row_ident(self, row: Mapping[str, str]) -> str:
+    @staticmethod
+    def row_ident(row: Mapping[str, str]) -> str:
         action = (row.get("action") or "create").lower()
         key = row.get("key") or f"id:{row.get('association_id', '')}"
         return f"{row.get('location_id', '')}\x1f{action}\x1f{key}"
@@ -387,28 +388,36 @@ class AssociationsJob:
             fields={"association_id": association_id},
         )
 
-    async def _delete(self, record: Record, ctx: JobContext, state: LocationState) -> Outcome:
+    @staticmethod
+    def _target(record: Record, state: LocationState) -> dict[str, Any] | Outcome | None:
+        """The definition a delete aims at, None when it is gone, or a conflict when the
+        id and the key given no longer belong together."""
         key, association_id = record.get("key"), record.get("association_id")
-        found = state.by_key.get(key) if key else None
-        if found is None and association_id:
-            found = next((a for a in state.by_key.values() if a.get("id") == association_id), None)
-        if found is None or (association_id and str(found.get("id")) != association_id):
-            if found is not None and key:
-                return Outcome(
-                    record=record,
-                    status=CONFLICT,
-                    fields={"association_id": association_id},
-                    error=f"key {key!r} now has id {found.get('id')}, not {association_id}; "
-                    "not deleted",
-                )
-            if not ctx.journal.pending(record):
-                return Outcome(
-                    record=record, status=ABSENT, fields={"association_id": association_id}
-                )
-            return Outcome(record=record, status=DELETED, fields={"association_id": association_id})
+        if not association_id:
+            return state.by_key.get(key)
+        found = next((a for a in state.by_key.values() if str(a.get("id")) == association_id), None)
+        if found is not None and key and found.get("key") != key:
+            return Outcome(
+                record=record,
+                status=CONFLICT,
+                fields={"association_id": association_id},
+                error=f"id {association_id} now has key {found.get('key')!r}, not {key!r}; "
+                "not deleted",
+            )
+        return found
+
+    async def _delete(self, record: Record, ctx: JobContext, state: LocationState) -> Outcome:
+        found = self._target(record, state)
+        if isinstance(found, Outcome):
+            return found
+        if found is None:
+            # Gone already: by someone else (absent), or by this job's earlier, killed attempt.
+            return Outcome(
+                record=record,
+                status=DELETED if ctx.journal.pending(record) else ABSENT,
+                fields={"association_id": record.get("association_id")},
+            )
         association_id = str(found.get("id", ""))
-        if key and found.get("key") != key:  # pragma: no cover - by_key guarantees it
-            return Outcome(record=record, status=CONFLICT, error="key changed; not deleted")
         if found.get("associationType") == "SYSTEM_DEFINED":
             return Outcome(
                 record=record,

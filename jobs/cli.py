@@ -1,4 +1,4 @@
-"""HighLevel commands for ``ghl-migrate``: ``run`` and ``sandbox``.
+"""HighLevel commands for ``ghl-migrate``: ``run``, ``rollback`` and ``sandbox``.
 
 Each command only parses options, builds a ``RunConfig`` or ``SandboxConfig`` and calls the
 library; everything it does is callable from Python (see ``jobs.api``).
@@ -6,11 +6,12 @@ library; everything it does is callable from Python (see ``jobs.api``).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
-from engine import Observer, RunConfig, RunResult
+from engine import ConfigError, Observer, RunConfig, RunResult
 from engine.cli import (
     execute,
     log_options,
@@ -20,9 +21,10 @@ from engine.cli import (
     retry_policy,
 )
 
-from .api import run_job
+from .api import rollback_job, run_job
 from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
+from .rollback import plan_rollback
 from .routes import Api
 from .sandbox import SandboxConfig, serve
 
@@ -47,14 +49,18 @@ def _api_option(f: Any) -> Any:
     )(f)
 
 
+def _tokens_option(f: Any) -> Any:
+    return click.option(
+        "--tokens",
+        type=click.Path(dir_okay=False),
+        help='Tokens per location: CSV location_id,token or JSON {"locId": "token"}. '
+        "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN.",
+    )(f)
+
+
 @click.command("run")
 @click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option(
-    "--tokens",
-    type=click.Path(dir_okay=False),
-    help='Tokens per location: CSV location_id,token or JSON {"locId": "token"}. '
-    "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN.",
-)
+@_tokens_option
 @click.option(
     "--sandbox",
     is_flag=True,
@@ -263,4 +269,104 @@ def sandbox_command(
     serve(config, host=host, port=port, locations=wanted, tokens_file=tokens_file, ready=ready)
 
 
-COMMANDS = [run_command, sandbox_command]
+@click.command("rollback")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--dry-run", is_flag=True, help="List what would be deleted per location; send nothing."
+)
+@click.option(
+    "-y", "--yes", is_flag=True, help="Delete without asking (needed when not on a terminal)."
+)
+@_tokens_option
+@_api_option
+@report_options
+@rate_options
+@retry_options
+@log_options
+def rollback_command(
+    reports: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+    tokens: str | None,
+    api: str,
+    base_url: str,
+    report: str | None,
+    resume: bool,
+    rate: tuple[int, float],
+    concurrency: int,
+    max_attempts: int,
+    timeout: float,
+    log_format: str,
+    verbose: bool,
+    no_progress: bool,
+) -> None:
+    """Delete exactly the definitions that REPORTS list as created.
+
+    Deleting a definition also deletes every record-level relation that uses it. Only rows
+    whose outcome is 'created' are undone, each after checking that its id still has the
+    same key; 'exists' and everything else is never touched.
+
+    \b
+    ghl-migrate rollback out.csv --dry-run
+    ghl-migrate rollback out.csv --tokens tokens.csv --report rollback.csv --yes
+    """
+    try:
+        plan = plan_rollback(reports)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    counts = plan.by_location
+    click.echo(
+        f"rollback would delete {len(plan.records)} definition(s) in {len(counts)} location(s):",
+        err=True,
+    )
+    for location, count in sorted(counts.items()):
+        click.echo(f"  {location}: {count}", err=True)
+    if plan.unsettled:
+        click.echo(
+            f"warning: {plan.unsettled} create(s) were in flight when a run stopped; run it "
+            "again with --resume first so they are reported (and then rolled back)",
+            err=True,
+        )
+    if dry_run:
+        for record in plan.records:
+            click.echo(
+                f"{record.location_id}\t{record.get('key')}\t{record.get('association_id')}"
+                f"\t{record.source}"
+            )
+        return
+    if not plan.records:
+        click.echo("nothing to roll back", err=True)
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                f"refusing to delete {len(plan.records)} definition(s) without --yes: this is "
+                "not an interactive terminal (use --dry-run to review first)"
+            )
+        click.confirm("Delete them, with every relation that uses them?", abort=True, err=True)
+    config = RunConfig(
+        job_files=reports,
+        report=report,
+        resume=resume,
+        concurrency=concurrency,
+        rate=rate,
+        timeout=timeout,
+        retry=retry_policy(max_attempts),
+        handle_signals=True,
+    )
+
+    async def start(observer: Observer | None) -> RunResult:
+        return await rollback_job(
+            plan, config, api=Api(api), base_url=base_url, tokens_file=tokens, observer=observer
+        )
+
+    execute(
+        start,
+        ok_statuses=AssociationsJob.ok_statuses,
+        log_format=log_format,
+        verbose=verbose,
+        progress=not no_progress,
+    )
+
+
+COMMANDS = [run_command, rollback_command, sandbox_command]

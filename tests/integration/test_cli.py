@@ -1,0 +1,134 @@
+"""The CLI as a user drives it: samples against the embedded sandbox, errors, help."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    """Run ``ghl-migrate ARGS`` in-process; return exit code, stdout and stderr."""
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_onboarding_sample_runs_against_the_sandbox(samples: Path, tmp_path: Path) -> None:
+    """The README's first command creates every definition and exits 0."""
+    report = tmp_path / "out.csv"
+    code, out, _ = invoke(
+        "run", str(samples / "onboarding.json"), "--sandbox", "--report", str(report)
+    )
+    assert code == 0
+    found = rows(report)
+    assert len(found) == 12
+    assert {r["outcome"] for r in found} == {"created"}
+    assert list(found[0]) == [
+        "source", "location_id", "action", "key", "outcome",
+        "association_id", "http_status", "attempts", "error",
+    ]  # fmt: skip
+    assert "created" in out
+    assert "12" in out
+
+
+def test_csv_sample_reports_bad_rows_and_exits_1(samples: Path, tmp_path: Path) -> None:
+    """The CSV sample's bad rows are invalid or failed, the rest created; exit code 1."""
+    report = tmp_path / "out.jsonl"
+    code, out, _ = invoke(
+        "run", str(samples / "associations.csv"), "--sandbox", "--report", str(report)
+    )
+    assert code == 1
+    lines = report.read_text(encoding="utf-8").splitlines()
+    text = "\n".join(lines)
+    assert len(lines) == 11  # one row per non-blank data line
+    assert text.count('"outcome":"invalid"') == 5
+    assert "associations.csv:9" in text  # the source names file and line
+    assert "key: is required for create" in text
+    assert "invalid" in out
+
+
+def test_json_report_matches_csv_columns(samples: Path, tmp_path: Path) -> None:
+    """A .jsonl report has the same columns, in order, as the CSV one."""
+    report = tmp_path / "out.jsonl"
+    invoke("run", str(samples / "onboarding.json"), "--sandbox", "--report", str(report))
+    first = report.read_text(encoding="utf-8").splitlines()[0]
+    assert re.findall(r'"(\w+)":', first)[:9] == [
+        "source", "location_id", "action", "key", "outcome",
+        "association_id", "http_status", "attempts", "error",
+    ]  # fmt: skip
+
+
+def test_unknown_column_stops_before_sending(write_job: Callable[[str, str], str]) -> None:
+    """An unknown column exits 2 with the file, line and column named."""
+    job = write_job("jobs.csv", "location_id,key,colour\nloc1,k,red\n")
+    code, _, err = invoke("run", job, "--sandbox")
+    assert code == 2
+    assert "jobs.csv:1" in err
+    assert "colour" in err
+
+
+def test_broken_json_names_the_line(write_job: Callable[[str, str], str]) -> None:
+    """Broken JSON exits 2 naming the file and line."""
+    job = write_job("jobs.json", '[\n  {"location_id": "a",\n  oops\n]\n')
+    code, _, err = invoke("run", job, "--sandbox")
+    assert code == 2
+    assert re.search(r"jobs\.json:3", err)
+
+
+def test_existing_report_is_never_overwritten(samples: Path, tmp_path: Path) -> None:
+    """Without --resume an existing report is refused with advice, and left untouched."""
+    report = tmp_path / "out.csv"
+    report.write_text("precious\n", encoding="utf-8")
+    code, _, err = invoke(
+        "run", str(samples / "onboarding.json"), "--sandbox", "--report", str(report)
+    )
+    assert code == 2
+    assert "--resume" in err
+    assert report.read_text(encoding="utf-8") == "precious\n"
+
+
+def test_plain_http_to_a_remote_host_is_refused(samples: Path) -> None:
+    """Tokens are never sent over plain http except to loopback."""
+    code, _, err = invoke(
+        "run", str(samples / "onboarding.json"), "--base-url", "http://example.com"
+    )
+    assert code == 2
+    assert "https" in err
+
+
+def test_bad_rate_is_a_usage_error(samples: Path) -> None:
+    """A malformed --rate exits 2 and says what is expected."""
+    code, _, err = invoke("run", str(samples / "onboarding.json"), "--sandbox", "--rate", "fast")
+    assert code == 2
+    assert "--rate" in err
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["sandbox"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    """--help works for the group and every command and describes every option."""
+    code, out, _ = invoke(*command, "--help")
+    assert code == 0
+    assert "Usage:" in out
+    options = re.findall(r"^\s+(--[a-z-]+)", out, flags=re.M)
+    for option in options:
+        block = out.split(option, 1)[1].split("\n  -", 1)[0]
+        assert len(block.strip()) > 3, f"{option} has no help text"
+
+
+def test_readme_shows_every_command(samples: Path) -> None:
+    """The README mentions every CLI command and the first-screen commands exist."""
+    readme = (samples.parent / "README.md").read_text(encoding="utf-8")
+    for name in main.list_commands(None):  # type: ignore[arg-type]
+        assert f"ghl-migrate {name}" in readme
+    assert "ghl-migrate run samples/onboarding.json --sandbox" in readme
