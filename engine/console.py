@@ -5,6 +5,7 @@ All of it goes to stderr except the summary, which is the run's result and goes 
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Mapping
@@ -16,12 +17,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from .model import Outcome
 from .runner import Summary
@@ -29,16 +32,27 @@ from .runner import Summary
 __all__ = ["ProgressBar", "configure_logging", "render_summary"]
 
 
+class _Stderr(io.TextIOBase):
+    """Whatever ``sys.stderr`` is at the time of writing, so that log lines go through the
+    progress bar's redirection instead of tearing through the bar."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     fmt: str = "console", *, verbose: bool = False, stream: TextIO | None = None
 ) -> None:
     """structlog to stderr: readable on a terminal, one JSON object per line with ``json``."""
-    out = stream or sys.stderr
+    out: TextIO = stream if stream is not None else _Stderr()  # type: ignore[assignment]
     renderer: structlog.typing.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty() and stream is None)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -55,6 +69,29 @@ def configure_logging(
     )
 
 
+def _rate(task: Task) -> float:
+    """Records per second finished by this run (not counting those resumed as done)."""
+    elapsed = task.elapsed or 0.0
+    done = task.completed - task.fields.get("resumed", 0)
+    return done / elapsed if elapsed > 0 else 0.0
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{_rate(task):>7.1f}/s")
+
+
+class _EtaColumn(ProgressColumn):
+    """Time left at this run's average pace (bursty pacing fools a windowed speed)."""
+
+    def render(self, task: Task) -> Text:
+        rate = _rate(task)
+        if task.total is None or rate <= 0:
+            return Text("ETA -:--:--")
+        left = int((task.total - task.completed) / rate)
+        return Text(f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
+
+
 class ProgressBar:
     """A runner ``Observer`` drawing records done / total, rate, ETA and failures so far."""
 
@@ -65,11 +102,10 @@ class ProgressBar:
             TextColumn("[bold]records"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>6.1f}/s"),
+            _RateColumn(),
             TextColumn("[red]{task.fields[failures]} not ok"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            _EtaColumn(),
             console=console or Console(stderr=True),
             transient=False,
         )
@@ -86,10 +122,7 @@ class ProgressBar:
             return
         if outcome.status not in self._ok:
             self._failures += 1
-        task = self._progress.tasks[0]
-        self._progress.update(
-            self._task, advance=1, failures=self._failures, rate=task.speed or 0.0
-        )
+        self._progress.update(self._task, advance=1, failures=self._failures)
 
     def close(self) -> None:
         """Stop drawing."""

@@ -60,6 +60,12 @@ def pending_intents(path: str, *, action: str | None = None) -> set[str]:
     }
 
 
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
 def _describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
     diffs = [
         f"{key} was {found.get(key)!r}, now {value!r}"
@@ -108,6 +114,11 @@ class RunJournal:
                     "resume with the same job files and options, or choose another --report path"
                 )
         self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the run
+        if exists and not _ends_with_newline(self.path):
+            # A torn last line (killed mid-write): end it, so that the next intent is a line
+            # of its own rather than glued to the fragment and lost with it on the next resume.
+            self._fh.write(b"\n")
+            self._fh.flush()
         if not exists:
             self._fh.write(orjson.dumps(self._meta) + b"\n")
             self._fh.flush()

@@ -29,12 +29,14 @@ def _read_file(path: str) -> dict[str, str]:
         raise ConfigError(f"tokens file {path}: {exc.strerror}") from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("tokens file is readable by other users; chmod 600 it", path=path)
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):  # "[": JSON too, but the wrong shape
         try:
             data = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             raise ConfigError(f"tokens file {path}:{exc.lineno}: broken JSON") from None
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+        ):
             raise ConfigError(f'tokens file {path}: expected {{"locationId": "token", ...}}')
         return {k.strip(): v.strip() for k, v in data.items()}
     tokens: dict[str, str] = {}

@@ -1,0 +1,226 @@
+"""The run journal: the run's description, intents noted before writes, and safe resuming."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import orjson
+import pytest
+
+from engine import ConfigError, Record, journal_path, pending_intents
+from engine.journal import RunJournal
+from tests.fakes import FakeClock
+
+META = {
+    "kind": "associations",
+    "api": "associations",
+    "base_url": "https://services.leadconnectorhq.com",
+    "job_files": ["jobs.csv"],
+}
+
+
+def record(ident: str) -> Record:
+    return Record(source=f"jobs.csv:{ident}", location_id="loc1", ident=ident)
+
+
+def opened(path: Path, *, resume: bool, meta: Mapping[str, object] | None = None) -> RunJournal:
+    journal = RunJournal(str(path), META if meta is None else meta)
+    journal.open(resume=resume)
+    return journal
+
+
+def test_journal_sits_beside_the_report() -> None:
+    """The journal of ``out.csv`` is ``out.csv.journal``."""
+    assert journal_path("runs/out.csv") == "runs/out.csv.journal"
+
+
+def test_new_journal_starts_with_the_run_description(tmp_path: Path) -> None:
+    """A new journal's first line describes the run: format, kind, settings, job files."""
+    path = tmp_path / "out.csv.journal"
+
+    opened(path, resume=False).close()
+
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 1
+    assert orjson.loads(lines[0]) == {"format": "ghl-migrate-journal/1", **META}
+
+
+def test_intents_are_in_the_file_before_close(tmp_path: Path) -> None:
+    """An intent is in the file as soon as it is noted (it must survive kill -9)."""
+    path = tmp_path / "out.csv.journal"
+    journal = opened(path, resume=False)
+    try:
+        journal.intent(record("r1"), {"action": "create", "key": "k1"})
+
+        item = orjson.loads(path.read_bytes().splitlines()[1])
+        assert item == {"intent": "r1", "source": "jobs.csv:r1", "action": "create", "key": "k1"}
+    finally:
+        journal.close()
+
+
+def test_intent_before_open_is_an_error(tmp_path: Path) -> None:
+    """Noting an intent on a journal that was never opened raises instead of losing it."""
+    journal = RunJournal(str(tmp_path / "j"), META)
+
+    with pytest.raises(RuntimeError, match="before open"):
+        journal.intent(record("r1"), {})
+
+
+def test_resume_sees_earlier_intents(tmp_path: Path) -> None:
+    """Intents noted by an earlier process are pending when the journal is resumed."""
+    path = tmp_path / "out.csv.journal"
+    first = opened(path, resume=False)
+    first.intent(record("r1"), {"action": "create"})
+    first.close()
+
+    second = opened(path, resume=True)
+
+    assert second.pending(record("r1")) is True
+    assert second.pending(record("r2")) is False
+    second.close()
+
+
+def test_intents_of_this_process_are_not_pending(tmp_path: Path) -> None:
+    """``pending`` is about earlier processes: an intent noted now does not make it true."""
+    journal = opened(tmp_path / "j", resume=False)
+    journal.intent(record("r1"), {})
+
+    assert journal.pending(record("r1")) is False
+    journal.close()
+
+
+def test_intents_survive_any_number_of_resumes(tmp_path: Path) -> None:
+    """Intents are never removed: each resume sees those of every run before it."""
+    path = tmp_path / "out.csv.journal"
+    for ident in ("r1", "r2", "r3"):
+        journal = opened(path, resume=True)
+        journal.intent(record(ident), {})
+        journal.close()
+
+    last = opened(path, resume=True)
+
+    assert [last.pending(record(i)) for i in ("r1", "r2", "r3")] == [True, True, True]
+    assert path.read_bytes().count(b'"format"') == 1  # described once, at the top
+    last.close()
+
+
+def test_pending_intents_filters_by_action(tmp_path: Path) -> None:
+    """pending_intents lists the noted idents, optionally those of one action only."""
+    path = tmp_path / "out.csv.journal"
+    journal = opened(path, resume=False)
+    journal.intent(record("r1"), {"action": "create"})
+    journal.intent(record("r2"), {"action": "delete"})
+    journal.close()
+
+    assert pending_intents(str(path)) == {"r1", "r2"}
+    assert pending_intents(str(path), action="create") == {"r1"}
+
+
+def test_existing_journal_without_resume_is_refused(tmp_path: Path) -> None:
+    """Reopening a journal without resume is a ConfigError that says to pass --resume."""
+    path = tmp_path / "out.csv.journal"
+    opened(path, resume=False).close()
+    before = path.read_bytes()
+
+    with pytest.raises(ConfigError, match="--resume"):
+        opened(path, resume=False)
+
+    assert path.read_bytes() == before
+
+
+def test_empty_journal_file_counts_as_new(tmp_path: Path) -> None:
+    """An empty journal file (created, nothing written) is started afresh without --resume."""
+    path = tmp_path / "out.csv.journal"
+    path.write_bytes(b"")
+
+    opened(path, resume=False).close()
+
+    assert orjson.loads(path.read_bytes())["format"] == "ghl-migrate-journal/1"
+
+
+def test_resume_with_different_settings_names_the_difference(tmp_path: Path) -> None:
+    """Resuming a journal of a run with other settings is refused, naming what changed."""
+    path = tmp_path / "out.csv.journal"
+    opened(path, resume=False).close()
+    changed = {**META, "api": "objects-association"}
+
+    with pytest.raises(ConfigError) as info:
+        opened(path, resume=True, meta=changed)
+
+    message = str(info.value)
+    assert "api was 'associations', now 'objects-association'" in message
+    assert "base_url" not in message  # only what differs is named
+
+
+def test_resume_with_other_job_files_is_refused(tmp_path: Path) -> None:
+    """Resuming with different job files is refused too."""
+    path = tmp_path / "out.csv.journal"
+    opened(path, resume=False).close()
+
+    with pytest.raises(ConfigError, match="job_files"):
+        opened(path, resume=True, meta={**META, "job_files": ["other.csv"]})
+
+
+def test_resume_of_a_foreign_file_is_refused(tmp_path: Path) -> None:
+    """A file that is not a journal is never appended to."""
+    path = tmp_path / "out.csv.journal"
+    path.write_bytes(b'{"something": "else"}\n')
+
+    with pytest.raises(ConfigError, match="not a ghl-migrate journal"):
+        opened(path, resume=True)
+
+    assert path.read_bytes() == b'{"something": "else"}\n'
+
+
+def test_torn_last_line_is_ignored(tmp_path: Path) -> None:
+    """A partial last line (killed mid-write) is skipped; the intents before it still count."""
+    path = tmp_path / "out.csv.journal"
+    journal = opened(path, resume=False)
+    journal.intent(record("r1"), {})
+    journal.close()
+    with path.open("ab") as fh:
+        fh.write(b'{"intent": "r2", "sou')
+
+    resumed = opened(path, resume=True)
+
+    assert resumed.pending(record("r1")) is True
+    assert resumed.pending(record("r2")) is False
+    resumed.close()
+
+
+def test_intent_after_a_torn_line_survives_the_next_resume(tmp_path: Path) -> None:
+    """An intent noted after resuming past a torn line is itself seen by the next resume."""
+    path = tmp_path / "out.csv.journal"
+    opened(path, resume=False).close()
+    with path.open("ab") as fh:
+        fh.write(b'{"intent": "r1", "sou')
+    resumed = opened(path, resume=True)
+    resumed.intent(record("r2"), {})
+    resumed.close()
+
+    again = opened(path, resume=True)
+
+    assert again.pending(record("r2")) is True
+    again.close()
+
+
+def test_intents_sync_at_most_once_per_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intents are fsynced in groups, at most once per ``sync_interval``, and on close."""
+    synced_at: list[float] = []
+    clock = FakeClock()
+    journal = RunJournal(str(tmp_path / "j"), META, sync_interval=1.0, clock=clock)
+    journal.open(resume=False)  # the description is synced at once, before the patch
+    monkeypatch.setattr(os, "fsync", lambda fd: synced_at.append(clock.now))
+
+    for now in (0.2, 0.8, 1.0, 1.5, 1.9):
+        clock.now = now
+        journal.intent(record(f"r{now}"), {})
+    assert synced_at == [1.0]
+
+    clock.now = 2.5
+    journal.close()
+    assert synced_at == [1.0, 2.5]
