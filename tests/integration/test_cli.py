@@ -132,3 +132,16 @@ def test_readme_shows_every_command(samples: Path) -> None:
     for name in main.list_commands(None):  # type: ignore[arg-type]
         assert f"ghl-migrate {name}" in readme
     assert "ghl-migrate run samples/onboarding.json --sandbox" in readme
+
+
+def test_readme_python_examples_compile(samples: Path) -> None:
+    """Every Python block in the README is valid Python that imports only real names."""
+    readme = (samples.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks
+    for block in blocks:
+        compile(block, "README.md", "exec")
+        for module, names in re.findall(r"^from ([\w.]+) import (.+)$", block, flags=re.M):
+            imported = __import__(module, fromlist=["_"])
+            for name in names.split(","):
+                assert hasattr(imported, name.strip()), f"{module}.{name.strip()}"

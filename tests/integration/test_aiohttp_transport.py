@@ -1,0 +1,136 @@
+"""The one HTTP seam: how AiohttpTransport maps aiohttp's answers and failures to ours."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aioresponses import aioresponses
+
+from engine import AttemptTimeout, Request, TransportError
+from engine.transport import AiohttpTransport
+
+URL = "https://api.example.test/associations/"
+
+
+class _ClientResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.x builds responses without aiohttp 3.14's new ``stream_writer``
+    argument (pnuckowski/aioresponses#289); supply a finished one."""
+
+    def __init__(self, method: str, url: object, **kwargs: object) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)  # type: ignore[arg-type]
+
+
+def request(**overrides: object) -> Request:
+    base: dict[str, object] = {
+        "method": "POST",
+        "url": URL,
+        "location_id": "loc1",
+        "headers": {"Authorization": "Bearer sekret-token", "Version": "2021-07-28"},
+        "json": {"key": "k"},
+    }
+    return Request(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[AiohttpTransport]:
+    """A transport closed after the test."""
+    t = AiohttpTransport(timeout=2)
+    yield t
+    await t.aclose()
+
+
+async def test_answer_is_read_into_our_response(transport: AiohttpTransport) -> None:
+    """Status, lower-cased headers and the whole body come back in a frozen Response."""
+    with aioresponses() as mocked:
+        mocked.post(
+            URL,
+            status=201,
+            payload={"id": "a1"},
+            headers={"X-RateLimit-Max": "100"},
+            response_class=_ClientResponse,
+        )
+        response = await transport.send(request())
+    assert response.status == 201
+    assert response.json() == {"id": "a1"}
+    assert response.header("X-RateLimit-Max") == "100"
+    assert "x-ratelimit-max" in response.headers
+
+
+async def test_json_body_params_and_headers_are_sent(transport: AiohttpTransport) -> None:
+    """The JSON body, query parameters and headers go out as given, with a content type."""
+    with aioresponses() as mocked:
+        mocked.get(re.compile(r".*/associations/\?.*"), body=b"{}", response_class=_ClientResponse)
+        mocked.post(URL, status=201, body=b"{}", response_class=_ClientResponse)
+        await transport.send(request(method="GET", json=None, params={"locationId": "loc1"}))
+        await transport.send(request())
+        calls = list(mocked.requests.items())
+    (get_key, _), (_, post_calls) = calls
+    assert get_key[0] == "GET"
+    assert get_key[1].query["locationId"] == "loc1"
+    post = post_calls[0].kwargs
+    assert orjson.loads(post["data"]) == {"key": "k"}
+    assert post["headers"]["Content-Type"] == "application/json"
+    assert post["headers"]["Version"] == "2021-07-28"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        aiohttp.ClientConnectionError("connection refused"),
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientPayloadError("truncated"),
+    ],
+)
+async def test_connection_failures_become_transport_errors(
+    transport: AiohttpTransport, failure: Exception
+) -> None:
+    """aiohttp's connection errors are translated to TransportError, never leaking tokens."""
+    with aioresponses() as mocked:
+        mocked.post(URL, exception=failure)
+        with pytest.raises(TransportError) as caught:
+            await transport.send(request())
+    assert caught.value.__cause__ is failure
+    assert "sekret-token" not in str(caught.value)
+    assert "sekret-token" not in repr(caught.value.request)
+
+
+async def test_timeout_becomes_attempt_timeout(transport: AiohttpTransport) -> None:
+    """A timeout is an AttemptTimeout (a retryable TransportError)."""
+    with aioresponses() as mocked:
+        mocked.post(URL, timeout=True)
+        with pytest.raises(AttemptTimeout):
+            await transport.send(request())
+
+
+async def test_a_real_server_that_hangs_times_out_and_one_that_drops_resets() -> None:
+    """Against a real server on 127.0.0.1: a stall past the timeout and a dropped connection."""
+
+    async def stall(_: web.Request) -> web.Response:
+        import asyncio
+
+        await asyncio.sleep(5)
+        return web.Response()
+
+    async def drop(req: web.Request) -> web.Response:
+        assert req.transport is not None
+        req.transport.abort()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/stall", stall)
+    app.router.add_get("/drop", drop)
+    async with TestServer(app, host="127.0.0.1", port=0) as server:
+        base = str(server.make_url("")).rstrip("/")
+        async with AiohttpTransport(timeout=0.2) as t:
+            with pytest.raises(AttemptTimeout):
+                await t.send(request(method="GET", url=f"{base}/stall", json=None))
+            with pytest.raises(TransportError):
+                await t.send(request(method="GET", url=f"{base}/drop", json=None))
