@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
 import stamina
 
 from .errors import HTTPStatusError, MissingToken, RequestError, RunStopped, TransportError
@@ -37,6 +38,14 @@ class RunStats:
     transport_errors: int = 0
     server_errors: int = 0
     by_method: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    """One ``Client.call`` in progress: cancellable while it waits, not while it sends."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    sending: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +77,7 @@ class Client:
         self._policy = policy or RetryPolicy()
         self._hook = functools.partial(is_retryable, max_retry_after=self._policy.max_retry_after)
         self._stopping = False
+        self._calls: set[_Call] = set()
         self.stats = RunStats()
 
     @property
@@ -76,8 +86,12 @@ class Client:
         return self._gates
 
     def stop(self) -> None:
-        """Send nothing more: calls not yet on the wire raise ``RunStopped``."""
+        """Send nothing more: calls waiting for a slot or a backoff raise ``RunStopped`` at
+        once; a request on the wire is left to finish (or time out)."""
         self._stopping = True
+        for call in self._calls:
+            if not call.sending:
+                call.scope.cancel()
 
     @property
     def stopping(self) -> bool:
@@ -97,6 +111,17 @@ class Client:
             raise MissingToken(f"no token for location {request.location_id}", request=request)
         # The token goes only on this location's own request, and only in this copy.
         signed = request.with_headers({"Authorization": f"Bearer {token}"})
+        call = _Call()
+        self._calls.add(call)
+        try:
+            with call.scope:
+                return await self._attempts(request, signed, call)
+        finally:
+            self._calls.discard(call)
+        # Only reached when stop() cancelled the wait for a slot or a backoff.
+        raise RunStopped("the run is stopping")
+
+    async def _attempts(self, request: Request, signed: Request, call: _Call) -> Exchange:
         attempts = 0
         ambiguous = False
         try:
@@ -115,7 +140,7 @@ class Client:
                         self.stats.retries += 1
                     attempts += 1
                     try:
-                        response = await self._send_once(signed, gate_key=request.location_id)
+                        response = await self._send_once(signed, request.location_id, call)
                     except TransportError:
                         ambiguous = True  # it may have reached the server
                         raise
@@ -134,18 +159,21 @@ class Client:
             raise
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    async def _send_once(self, signed: Request, *, gate_key: LocationId) -> Response:
-        gate = self._gates[gate_key]
+    async def _send_once(self, signed: Request, location_id: LocationId, call: _Call) -> Response:
+        gate = self._gates[location_id]
         async with gate.slot():
             if self._stopping:  # the wait for a slot may have outlived the run
                 raise RunStopped("the run is stopping")
             self.stats.requests += 1
             self.stats.by_method[signed.method] += 1
+            call.sending = True
             try:
                 response = await self._transport.send(signed)
             except TransportError:
                 self.stats.transport_errors += 1
                 raise
+            finally:
+                call.sending = False
         throttled = response.status == 429
         if throttled:
             self.stats.rate_limited += 1

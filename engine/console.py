@@ -133,7 +133,7 @@ def render_summary(
     summary: Summary, *, ok_statuses: frozenset[str], console: Console | None = None
 ) -> None:
     """Counts per outcome, the locations with problems, time and requests, at a glance."""
-    out = console or Console(highlight=False)
+    out = console or Console(highlight=False, soft_wrap=True)
     table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("outcome")
     table.add_column("records", justify="right")
@@ -143,16 +143,17 @@ def render_summary(
     table.add_row("[bold]total[/]", f"[bold]{summary.total}[/]")
     out.print(table)
     if summary.failed_by_location:
-        worst = _top(summary.failed_by_location, 10)
+        worst = _top(summary.failed_by_location, 5)
         more = len(summary.failed_by_location) - len(worst)
         out.print(
             "not ok by location: "
             + ", ".join(f"{loc or '(none)'} {n}" for loc, n in worst.items())
             + (f" … and {more} more" if more > 0 else "")
         )
-    rate = summary.total / summary.elapsed if summary.elapsed > 0 else 0.0
+    rate = summary.processed / summary.elapsed if summary.elapsed > 0 else 0.0
     out.print(
-        f"{summary.elapsed:.1f} s, {rate:.1f} records/s; {summary.requests} requests sent, "
+        f"{summary.elapsed:.1f} s, {summary.processed} records done at {rate:.1f}/s; "
+        f"{summary.requests} requests sent, "
         f"{summary.retries} retried, {summary.rate_limited} rate limited (429)"
     )
     if summary.stopped:

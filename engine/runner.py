@@ -85,6 +85,8 @@ class Summary:
     """What a person wants to know at the end of a run."""
 
     total: int
+    #: records carried out by this run (not resumed as done, not left unsent)
+    processed: int
     counts: Mapping[str, int]
     failed_by_location: Mapping[str, int]
     elapsed: float
@@ -199,6 +201,7 @@ class Runner:
         self._clock = clock
         self._state = _State.NEW
         self._stopping = False
+        self._processed = 0
         self._outcomes: list[Outcome | None] = []
         self._records: list[Record] = []
         self._index: dict[str, int] = {}
@@ -387,6 +390,8 @@ class Runner:
 
     def _record(self, index: int, outcome: Outcome) -> None:
         self._outcomes[index] = outcome
+        if outcome.status != NOT_RUN:
+            self._processed += 1
         if self._writer is not None:
             self._writer.write(self._row(outcome))
         if self._observer is not None:
@@ -452,6 +457,7 @@ class Runner:
         ok = all(o.status in self._kind.ok_statuses for o in outcomes)
         summary = Summary(
             total=len(outcomes),
+            processed=self._processed,
             counts=dict(counts),
             failed_by_location=dict(failed_by_location),
             elapsed=self._clock() - started,

@@ -179,3 +179,30 @@ async def test_tokens_never_leak_and_never_cross_locations(
     assert "retry" in logs.getvalue()  # the faults were logged...
     for token in tokens:
         assert token not in text  # ...without a token
+
+
+async def test_stop_does_not_wait_for_the_rate_window(
+    sandbox_factory: Callable[..., Sandbox], write_job: Callable[[str, str], str]
+) -> None:
+    """Records queued behind a long rate window are released at once when the run stops."""
+    job = write_job("jobs.csv", HEADER + job_rows(LOC_A, 10))
+    runner: Runner
+
+    class StopAtFirst:
+        def started(self, total: int, done: int) -> None:
+            pass
+
+        def finished(self, outcome: Outcome) -> None:
+            runner.stop()
+
+    async with sandbox_factory(rate_limit=4, rate_interval=30) as sb:
+        runner = Runner(
+            AssociationsJob(base_url=sb.url),
+            RunConfig(job_files=(job,), rate=(4, 30.0)),
+            tokens=sb.issue_token,
+            observer=StopAtFirst(),
+        )
+        result = await runner.run()
+    assert result.summary.elapsed < 10  # not the 30 s window
+    assert statuses(result).count("not_run") >= 9
+    assert sb.stats.throttled == 0
