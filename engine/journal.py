@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
+from .appendlog import AppendLog
 from .errors import ConfigError
 from .model import Record
 
@@ -60,12 +61,6 @@ def pending_intents(path: str, *, action: str | None = None) -> set[str]:
     }
 
 
-def _ends_with_newline(path: str) -> bool:
-    with open(path, "rb") as fh:
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1) == b"\n"
-
-
 def _describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
     diffs = [
         f"{key} was {found.get(key)!r}, now {value!r}"
@@ -89,11 +84,7 @@ class RunJournal:
         self.path = path
         self._meta = {"format": _FORMAT, **meta}
         self._intents: set[str] = set()
-        self._fh: IO[bytes] | None = None
-        self._sync_interval = sync_interval
-        self._clock = clock
-        self._last_sync = 0.0
-        self._dirty = False
+        self._log = AppendLog(path, sync_interval=sync_interval, clock=clock)
 
     def open(self, *, resume: bool) -> None:
         """Start a new journal, or (``resume``) check and continue an existing one."""
@@ -113,29 +104,18 @@ class RunJournal:
                     f"{self.path} belongs to a different run ({mismatch}); "
                     "resume with the same job files and options, or choose another --report path"
                 )
-        self._fh = open(self.path, "ab")  # noqa: SIM115 - kept open for the run
-        if exists and not _ends_with_newline(self.path):
-            # A torn last line (killed mid-write): end it, so that the next intent is a line
-            # of its own rather than glued to the fragment and lost with it on the next resume.
-            self._fh.write(b"\n")
-            self._fh.flush()
-        if not exists:
-            self._fh.write(orjson.dumps(self._meta) + b"\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        self._last_sync = self._clock()
+        # A torn last line (killed while noting an intent, so before that request was sent)
+        # is cut, so that the next intent is a line of its own.
+        if self._log.open():
+            self._log.write(orjson.dumps(self._meta) + b"\n")
+            self._log.sync()
 
     def intent(self, record: Record, fields: Mapping[str, str]) -> None:
         """Note, before sending it, that a write for ``record`` is about to go out."""
-        if self._fh is None:
-            raise RuntimeError("RunJournal.intent before open()")
-        self._fh.write(
+        # Flushed to the OS before the request leaves: survives kill -9.
+        self._log.write(
             orjson.dumps({"intent": record.ident, "source": record.source, **fields}) + b"\n"
         )
-        self._fh.flush()  # in the OS before the request leaves: survives kill -9
-        self._dirty = True
-        if self._clock() - self._last_sync >= self._sync_interval:
-            self.sync()
 
     def pending(self, record: Record) -> bool:
         """Whether an earlier process noted a write for ``record`` (its effect is unknown)."""
@@ -143,14 +123,8 @@ class RunJournal:
 
     def sync(self) -> None:
         """Force noted intents to disk."""
-        if self._fh is not None and self._dirty:
-            os.fsync(self._fh.fileno())
-            self._dirty = False
-            self._last_sync = self._clock()
+        self._log.sync()
 
     def close(self) -> None:
         """Sync and close."""
-        if self._fh is not None:
-            self.sync()
-            self._fh.close()
-            self._fh = None
+        self._log.close()

@@ -20,10 +20,11 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
+from .appendlog import AppendLog
 from .errors import ConfigError
 
 __all__ = [
@@ -110,68 +111,26 @@ class ReportWriter:
     ) -> None:
         self.path = path
         self._enc = _Encoder(report_format(path), columns)
-        self._sync_interval = sync_interval
-        self._clock = clock
-        self._fh: IO[str] | None = None
-        self._last_sync = 0.0
-        self._dirty = False
+        self._log = AppendLog(path, sync_interval=sync_interval, clock=clock)
         self.rows_written = 0
 
     def open(self) -> None:
         """Open for appending; a new or empty file gets the header first."""
-        if os.path.exists(self.path):
-            _drop_torn_tail(self.path)
-        fresh = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
-        self._fh = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - kept open for the run
-        if fresh and (header := self._enc.header()):
-            self._fh.write(header)
-        self._fh.flush()
-        self._last_sync = self._clock()
+        if self._log.open() and (header := self._enc.header()):
+            self._log.write(header.encode())
 
     def write(self, row: Row) -> None:
         """Append one row and hand it to the OS; sync to disk at most every interval."""
-        if self._fh is None:
-            raise RuntimeError("ReportWriter.write before open()")
-        self._fh.write(self._enc.encode(row))
-        self._fh.flush()
+        self._log.write(self._enc.encode(row).encode())
         self.rows_written += 1
-        self._dirty = True
-        now = self._clock()
-        if now - self._last_sync >= self._sync_interval:
-            self.sync()
 
     def sync(self) -> None:
         """Force written rows to disk."""
-        if self._fh is not None and self._dirty:
-            os.fsync(self._fh.fileno())
-            self._dirty = False
-            self._last_sync = self._clock()
+        self._log.sync()
 
     def close(self) -> None:
         """Sync and close."""
-        if self._fh is not None:
-            self.sync()
-            self._fh.close()
-            self._fh = None
-
-
-def _drop_torn_tail(path: str) -> None:
-    """Cut a partial last line left by a process killed mid-write, so appends start clean."""
-    with open(path, "rb+") as fh:
-        size = end = fh.seek(0, os.SEEK_END)
-        # Look back block by block: a torn line may be longer than one block.
-        while end > 0:
-            start = max(0, end - (1 << 16))
-            fh.seek(start)
-            cut = fh.read(end - start).rfind(b"\n")
-            if cut >= 0:
-                keep = start + cut + 1
-                break
-            end = start
-        else:
-            keep = 0  # no complete line at all
-        if keep != size:
-            fh.truncate(keep)
+        self._log.close()
 
 
 def write_report_atomically(path: str, columns: Sequence[str], rows: Iterable[Row]) -> int:
