@@ -288,6 +288,12 @@ class Runner:
             **self._kind.identity(),
             "job_files": sorted(os.path.basename(p) for p in self._config.job_files),
         }
+        if exists and not os.path.exists(journal_path(path)):
+            raise ConfigError(
+                f"report {path} has no journal ({journal_path(path)}) beside it, so it cannot "
+                "be checked against this job or resumed exactly; put the journal back, or "
+                "choose another --report path"
+            )
         journal = RunJournal(journal_path(path), meta)
         journal.open(resume=self._config.resume)
         if exists:

@@ -12,7 +12,18 @@
 
 from __future__ import annotations
 
-from engine import Observer, RunConfig, RunResult, TokenLookup, Transport, load_tokens, run
+import anyio
+
+from engine import (
+    ConfigError,
+    Observer,
+    RunConfig,
+    RunResult,
+    TokenLookup,
+    Transport,
+    load_tokens,
+    run,
+)
 
 from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
@@ -42,6 +53,12 @@ async def run_job(
     location it is asked about; ``base_url`` and tokens are then ignored.
     """
     if sandbox is not None:
+        if config.resume and config.report and await anyio.Path(config.report).exists():
+            raise ConfigError(
+                f"report {config.report} came from an embedded sandbox, which starts empty "
+                "every time, so it cannot be resumed; for resumable practice runs start "
+                "`ghl-migrate sandbox` and pass --base-url and --tokens"
+            )
         async with Sandbox(sandbox) as fake:
             kind = AssociationsJob(api=api, base_url=fake.url)
             return await run(

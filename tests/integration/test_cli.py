@@ -145,3 +145,25 @@ def test_readme_python_examples_compile(samples: Path) -> None:
             imported = __import__(module, fromlist=["_"])
             for name in names.split(","):
                 assert hasattr(imported, name.strip()), f"{module}.{name.strip()}"
+
+
+def test_embedded_sandbox_runs_cannot_be_resumed(samples: Path, tmp_path: Path) -> None:
+    """--resume of a --sandbox run is refused with an explanation (the sandbox starts empty)."""
+    report = tmp_path / "out.csv"
+    job = str(samples / "onboarding.json")
+    assert invoke("run", job, "--sandbox", "--report", str(report))[0] == 0
+    code, _, err = invoke("run", job, "--sandbox", "--report", str(report), "--resume")
+    assert code == 2
+    assert "embedded sandbox" in err
+
+
+def test_report_without_its_journal_is_not_resumed(samples: Path, tmp_path: Path) -> None:
+    """A report whose journal is gone cannot be checked, so --resume refuses it."""
+    report = tmp_path / "out.csv"
+    report.write_text("source,location_id,action,key,outcome\n", encoding="utf-8")
+    code, _, err = invoke(
+        "run", str(samples / "onboarding.json"), "--base-url", "https://example.com",
+        "--report", str(report), "--resume",
+    )  # fmt: skip
+    assert code == 2
+    assert "no journal" in err
