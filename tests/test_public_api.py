@@ -87,7 +87,7 @@ def test_jobs_files_are_found() -> None:
     assert {p.name for p in JOBS_FILES} >= {"__init__.py", "associations.py"}
 
 
-@pytest.mark.parametrize("path", JOBS_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", JOBS_FILES, ids=lambda p: str(p.relative_to(JOBS_DIR)))
 def test_jobs_import_only_public_engine_names(path: Path) -> None:
     """jobs/ modules import only public engine modules and only names those modules export."""
     problems: list[str] = []

@@ -1,0 +1,63 @@
+"""A faithful fake of HighLevel's association-definition API, served by a real aiohttp server.
+
+It fakes, over one in-memory store per location:
+
+* the official routes (``/associations/...``: create, paged list, get by key, by object
+  key and by id, update labels, delete) and the integration guide's routes
+  (``/objects-association...``: create, list, get by key, by object, delete);
+* ``GET /objects/`` (standard ``contact``, ``opportunity``, ``business`` plus the
+  configured custom objects) and two SYSTEM_DEFINED associations per location,
+  ``OPPORTUNITIES_CONTACTS_ASSOCIATION`` and ``BUSINESSES_CONTACTS_ASSOCIATION``;
+* the ``Version`` header, bearer tokens that each work for one location only, the
+  per-location burst and daily rate limits with their ``X-RateLimit-*`` headers, and
+  seeded faults: resets, 5xx (sometimes a proxy's HTML page), stalls, latency and lost
+  responses (the write is applied, the answer never arrives).
+
+Every request goes through these steps, and the first that fails answers:
+
+1. routing: unknown path or method → 404 ``Cannot GET /path`` (nothing else is checked);
+2. ``Version: 2021-07-28`` → else 401 ``version header was not found.``;
+3. ``Authorization: Bearer <token>`` → missing 401 ``Unauthorized``, unknown 401 ``Invalid JWT``;
+4. rate limits of the token's location → 429 (only admitted requests are counted);
+5. faults, in this order: reset, 5xx, stall, latency;
+6. body parsing (invalid JSON → 400), then the location guard: a ``locationId`` in the
+   query or body that is not the token's location → 403 (and counted);
+7. validation: query string → 422 (unknown parameters, missing ``skip``/``limit``...),
+   body → 400 (missing or non-string fields, unknown properties);
+8. the handler: id routes resolve the id (404, or 403 if it belongs to another
+   location), object keys must exist (404), then the duplicate checks;
+9. for writes (POST/PUT/DELETE), a lost-response fault drops the connection after the
+   change was applied.
+
+Choices where the real service's behaviour is unpublished:
+
+* Burst window: sliding, counting admitted requests that arrived in ``(now - interval, now]``;
+  429s are not counted. Daily budget: admitted requests per location per 24 h of ``clock``
+  since the sandbox was created. ``rate_limit=0`` (no burst limit, nothing advertised)
+  omits the three burst headers; ``daily_limit=0`` omits the two daily headers.
+* Official duplicate key → 400 ``association with key K already exists``; the same object
+  pair with the same labels as an existing definition (SYSTEM_DEFINED included) → 400
+  ``duplicate pair of labels``; the guide answers both with 409.
+* Unknown object key on create → 404 ``Object with key K not found``; by-object routes
+  with an unknown object key answer an empty list.
+* The list hides a page cap (``page_cap``, 50): a page holds ``min(limit, page_cap)``.
+* The guide's ``description`` is accepted and not stored.
+* A request dropped by a fault is logged with status 0 (the client saw no status).
+
+Nothing here logs tokens: the request log holds locations, never headers, aiohttp's
+access log is off, and its error log (which quotes malformed headers) is redacted.
+
+The modules: ``config`` (settings, counters, the request log's entries), ``store``
+(locations, objects, definitions and the create checks), ``limits`` (step 4), ``faults``
+(steps 5 and 9), ``validation`` (steps 6 and 7), ``pipeline`` (steps 1 to 9 around each
+handler), ``endpoints`` (the routes and their handlers), ``responses`` (NestJS-shaped
+answers), ``server`` (:class:`Sandbox`) and ``process`` (:func:`serve`, for the CLI).
+"""
+
+from __future__ import annotations
+
+from .config import LoggedRequest, SandboxConfig, SandboxStats
+from .process import serve
+from .server import Sandbox
+
+__all__ = ["LoggedRequest", "Sandbox", "SandboxConfig", "SandboxStats", "serve"]

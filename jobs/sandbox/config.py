@@ -1,0 +1,58 @@
+"""The sandbox's settings, its counters, and what its request log keeps of each request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["LoggedRequest", "SandboxConfig", "SandboxStats"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxConfig:
+    """How the sandbox behaves; the defaults are the documented production limits, no faults."""
+
+    rate_limit: int = 100  # requests per interval per location (0 = no limit)
+    rate_interval: float = 10.0  # seconds
+    daily_limit: int = 200_000  # requests per location per day (0 = no limit)
+    advertise_limit: int | None = None  # what X-RateLimit-Max says; None = rate_limit
+    throttle_below: int | None = None  # real limit, lower than the advertised one
+    retry_after: bool = False  # send Retry-After (seconds, rounded up) on 429s
+    page_cap: int = 50  # most items a list page holds, whatever limit asked
+    fail_rate: float = 0.0  # per request: 500/502/503/504 before doing anything
+    reset_rate: float = 0.0  # per request: drop the connection before doing anything
+    lost_response_rate: float = 0.0  # per write: apply the change, then drop the connection
+    stall_rate: float = 0.0  # per request: hang stall_seconds, then answer normally
+    stall_seconds: float = 60.0
+    latency: tuple[float, float] = (0.0, 0.0)  # min, max milliseconds added to every request
+    seed: int | None = None  # seeds the one random.Random behind every fault decision
+    objects: tuple[str, ...] = ("custom_objects.property", "custom_objects.pet")
+    clock: Callable[[], float] = time.monotonic  # seconds, for the rate windows
+
+
+@dataclass(slots=True, kw_only=True)
+class SandboxStats:
+    """Counters over every non-admin request since the sandbox was created."""
+
+    requests: int = 0
+    creates_applied: int = 0
+    duplicate_creates_applied: int = 0  # must stay 0: a create that made a key appear twice
+    updates_applied: int = 0
+    deletes_applied: int = 0
+    throttled: int = 0  # 429s sent
+    faults_injected: dict[str, int] = field(default_factory=dict)  # kind -> count
+    cross_location_token_uses: int = 0  # answered 403
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoggedRequest:
+    """One request as the sandbox saw it (no headers, so never a token)."""
+
+    method: str
+    path: str
+    location_id: str | None  # the location the request concerns, once resolved
+    token_location: str | None  # the location of the bearer token, if it was valid
+    status: int  # 0 when the connection was dropped without an answer
+    applied: bool  # whether it changed the store
+    faults: tuple[str, ...] = ()  # injected faults: reset, fail, stall, latency, lost_response

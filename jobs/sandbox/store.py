@@ -1,0 +1,193 @@
+"""The in-memory store: each location's token, objects and association definitions.
+
+A location appears on first use, with a fresh token, the standard objects, the configured
+custom objects and two SYSTEM_DEFINED associations. Creates and updates are refused the
+way the service refuses them (unknown objects, same-object twins, reused keys, reused
+label pairs).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .config import SandboxConfig, SandboxStats
+from .responses import ApiError
+
+__all__ = ["Association", "Location", "Object", "Store"]
+
+_PIT_PREFIX = "pit-"  # private integration tokens look like "pit-..."
+_STANDARD_OBJECTS = (
+    ("contact", "Contact", "Contacts"),
+    ("opportunity", "Opportunity", "Opportunities"),
+    ("business", "Business", "Businesses"),
+)
+_SYSTEM_ASSOCIATIONS = (
+    ("OPPORTUNITIES_CONTACTS_ASSOCIATION", "opportunity", "contact"),
+    ("BUSINESSES_CONTACTS_ASSOCIATION", "business", "contact"),
+)
+_SYSTEM_CREATED_AT = "2023-01-01T00:00:00.000Z"
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _labels_for(object_key: str) -> tuple[str, str]:
+    """Singular and plural labels of a custom object: custom_objects.pet_owner → Pet Owner(s)."""
+    words = object_key.rpartition(".")[2].replace("_", " ").title()
+    if words.endswith("y") and words[-2:-1] not in "aeiou":
+        return words, words[:-1] + "ies"
+    if words.endswith(("s", "x", "ch", "sh")):
+        return words, words + "es"
+    return words, words + "s"
+
+
+@dataclass(slots=True, kw_only=True)
+class Object:
+    """An object of a location, standard or custom, as ``GET /objects/`` lists it."""
+
+    key: str
+    singular: str
+    plural: str
+    standard: bool
+
+    def to_json(self) -> dict[str, Any]:
+        labels = {"singular": self.singular, "plural": self.plural}
+        return {"key": self.key, "labels": labels, "standard": self.standard}
+
+
+@dataclass(slots=True, kw_only=True)
+class Association:
+    """One association definition, USER_DEFINED or SYSTEM_DEFINED."""
+
+    id: str
+    location_id: str
+    key: str
+    first_object_key: str
+    first_object_label: str
+    second_object_key: str
+    second_object_label: str
+    association_type: Literal["USER_DEFINED", "SYSTEM_DEFINED"]
+    created_at: str
+
+    def sides(self) -> list[tuple[str, str]]:
+        """The (object key, label) pairs, order-free, for the duplicate-pair check."""
+        first = (self.first_object_key, self.first_object_label)
+        return sorted([first, (self.second_object_key, self.second_object_label)])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "locationId": self.location_id,
+            "key": self.key,
+            "firstObjectKey": self.first_object_key,
+            "firstObjectLabel": self.first_object_label,
+            "secondObjectKey": self.second_object_key,
+            "secondObjectLabel": self.second_object_label,
+            "associationType": self.association_type,
+            "createdAt": self.created_at,
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class Location:
+    """One location (sub-account): its token, its objects and its definitions."""
+
+    id: str
+    token: str
+    objects: dict[str, Object]
+    associations: dict[str, Association]  # by id, in creation order
+
+
+class Store:
+    """Every location by id, which location each token is for, and who owns each id."""
+
+    def __init__(self, config: SandboxConfig, stats: SandboxStats) -> None:
+        self.locations: dict[str, Location] = {}
+        self.tokens: dict[str, str] = {}  # token -> location id
+        self.owners: dict[str, str] = {}  # USER_DEFINED association id -> location id
+        self._config = config
+        self._stats = stats
+
+    def location(self, location_id: str) -> Location:
+        """The location, created on first use."""
+        location = self.locations.get(location_id)
+        if location is not None:
+            return location
+        objects = {
+            k: Object(key=k, singular=s, plural=p, standard=True) for k, s, p in _STANDARD_OBJECTS
+        }
+        for key in self._config.objects:
+            singular, plural = _labels_for(key)
+            objects[key] = Object(key=key, singular=singular, plural=plural, standard=False)
+        token = _PIT_PREFIX + secrets.token_urlsafe(24)
+        location = Location(id=location_id, token=token, objects=objects, associations={})
+        for key, first, second in _SYSTEM_ASSOCIATIONS:
+            location.associations[key] = Association(
+                id=key,
+                location_id=location_id,
+                key=key,
+                first_object_key=first,
+                first_object_label=objects[first].singular,
+                second_object_key=second,
+                second_object_label=objects[second].singular,
+                association_type="SYSTEM_DEFINED",
+                created_at=_SYSTEM_CREATED_AT,
+            )
+        self.locations[location_id] = location
+        self.tokens[token] = location_id
+        return location
+
+    def create(
+        self,
+        location: Location,
+        *,
+        key: str,
+        first: tuple[str, str | None],
+        second: tuple[str, str | None],
+        conflict_status: int,
+        association_id: str | None = None,
+    ) -> Association:
+        """Check and store a new USER_DEFINED definition; labels default to singular labels."""
+        (first_key, first_label), (second_key, second_label) = first, second
+        for object_key in (first_key, second_key):
+            if object_key not in location.objects:
+                raise ApiError(404, f"Object with key {object_key} not found")
+        association = Association(
+            id=association_id or secrets.token_hex(12),
+            location_id=location.id,
+            key=key,
+            first_object_key=first_key,
+            first_object_label=first_label or location.objects[first_key].singular,
+            second_object_key=second_key,
+            second_object_label=second_label or location.objects[second_key].singular,
+            association_type="USER_DEFINED",
+            created_at=_now_iso(),
+        )
+        self.check(location, association, conflict_status=conflict_status)
+        location.associations[association.id] = association
+        self.owners[association.id] = location.id
+        if sum(a.key == key for a in location.associations.values()) > 1:
+            self._stats.duplicate_creates_applied += 1  # by construction never; counted anyway
+        return association
+
+    @staticmethod
+    def check(location: Location, new: Association, *, conflict_status: int) -> None:
+        """Refuse what the service refuses: same-object twins, reused keys, reused label pairs."""
+        twins = new.first_object_key == new.second_object_key
+        if twins and new.first_object_label == new.second_object_label:
+            raise ApiError(422, "Both object labels can not be same")
+        others = [a for a in location.associations.values() if a.id != new.id]
+        if any(a.key == new.key for a in others):
+            raise ApiError(conflict_status, f"association with key {new.key} already exists")
+        sides = new.sides()
+        if any(a.sides() == sides for a in others):
+            raise ApiError(conflict_status, "duplicate pair of labels")
+
+    def delete(self, location: Location, association: Association) -> None:
+        """Remove a definition from its location."""
+        del location.associations[association.id]
+        self.owners.pop(association.id, None)
