@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine import RunConfig
+from engine import Outcome, RunConfig, Runner, read_report
 from engine.cli import main
 from jobs.api import rollback_job
+from jobs.associations import AssociationsJob
 from jobs.rollback import plan_rollback
 from jobs.sandbox import Sandbox
 
@@ -86,24 +87,36 @@ async def test_rollback_skips_a_definition_whose_id_changed_key(
 async def test_interrupted_rollback_resumes_to_the_same_state(
     sandbox: Sandbox, write_job: Callable[[str, str], str], tmp_path: Path
 ) -> None:
-    """A rollback stopped half-way and resumed ends with everything it should delete gone."""
+    """A rollback stopped after its first delete and resumed ends with exactly the same state."""
     seed(sandbox)
     sandbox.issue_token(LOC_A)
     before = sandbox.snapshot()
     report = str(tmp_path / "run.csv")
     await run_against(sandbox, write_job("jobs.csv", JOB), report=report)
     out = str(tmp_path / "rollback.csv")
-    # The first attempt dies on its second delete: the location refuses everything after it.
     plan = plan_rollback([report])
-    first = await rollback_job(
-        plan,
+    runner: Runner
+
+    class StopAfterFirst:
+        def started(self, total: int, done: int) -> None:
+            pass
+
+        def finished(self, outcome: Outcome) -> None:
+            runner.stop()
+
+    runner = Runner(
+        AssociationsJob(base_url=sandbox.url),
         RunConfig(job_files=(report,), report=out, concurrency=1),
-        base_url=sandbox.url,
-        tokens=lambda loc: sandbox.issue_token(loc) if loc == LOC_A else None,
+        tokens=sandbox.issue_token,
+        observer=StopAfterFirst(),
+        records=plan.records,
     )
-    assert sorted(statuses(first)) == ["deleted", "failed", "failed"]
+    first = await runner.run()
+    assert sorted(statuses(first)) == ["deleted", "not_run", "not_run"]
+    assert len(read_report(out)) == 3
     again = await rollback(sandbox, report, report=out, resume=True)
     assert sorted(again) == ["deleted", "deleted", "deleted"]
+    assert writes(sandbox, "DELETE") == 3  # the first delete was not sent again
     assert sandbox.snapshot() == before
 
 
