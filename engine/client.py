@@ -48,6 +48,12 @@ class _Call:
     sending: bool = False
 
 
+@dataclass(slots=True)
+class _Tries:
+    attempts: int = 0
+    ambiguous: bool = False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Exchange:
     """The final answer to a request and how it was reached."""
@@ -111,69 +117,102 @@ class Client:
             raise MissingToken(f"no token for location {request.location_id}", request=request)
         # The token goes only on this location's own request, and only in this copy.
         signed = request.with_headers({"Authorization": f"Bearer {token}"})
-        call = _Call()
-        self._calls.add(call)
+        tries = _Tries()
+        failed: Exception | None = None
         try:
-            with call.scope:
-                return await self._attempts(request, signed, call)
-        finally:
-            self._calls.discard(call)
+            if self._gates[request.location_id].ready():
+                # Fast path, most calls: the slot is taken without waiting and the request
+                # goes straight on the wire, so there is nothing stop() would cancel (no
+                # cancel scope needed), and stamina's retry context, a tenacity object graph
+                # full of reference cycles (about 45 objects a call, which keep the cyclic GC
+                # busy), is entered only after a failure.
+                try:
+                    return await self._attempt(request, signed, None, tries)
+                except Exception as exc:
+                    if self._hook(exc) is False:  # a float, even 0.0, means "retry after it"
+                        raise
+                    failed = exc
+            call = _Call()
+            self._calls.add(call)
+            if self._stopping:  # stop() came while the fast path was on the wire
+                call.scope.cancel()
+            try:
+                with call.scope:
+                    return await self._retrying(request, signed, call, tries, failed)
+            finally:
+                self._calls.discard(call)
+        except TransportError as exc:
+            exc.attempts, exc.ambiguous = tries.attempts, True
+            raise
+        except RequestError as exc:
+            exc.attempts, exc.ambiguous = tries.attempts, tries.ambiguous
+            raise
         # Only reached when stop() cancelled the wait for a slot or a backoff.
         raise RunStopped("the run is stopping")
 
-    async def _attempts(self, request: Request, signed: Request, call: _Call) -> Exchange:
-        attempts = 0
-        ambiguous = False
-        try:
-            async for attempt in stamina.retry_context(
-                on=self._hook,
-                attempts=self._policy.attempts,
-                timeout=None,
-                wait_initial=self._policy.wait_initial,
-                wait_max=self._policy.wait_max,
-                wait_jitter=self._policy.wait_jitter,
-            ):
-                with attempt:
-                    if self._stopping:
-                        raise RunStopped("the run is stopping")
-                    if attempts:
-                        self.stats.retries += 1
-                    attempts += 1
-                    try:
-                        response = await self._send_once(signed, request.location_id, call)
-                    except TransportError:
-                        ambiguous = True  # it may have reached the server
-                        raise
-                    if response.status >= 500:
-                        ambiguous = True
-                    if response.status in RETRYABLE_STATUSES:
-                        raise HTTPStatusError(
-                            f"HTTP {response.status}", request=request, response=response
-                        )
-                    return Exchange(response=response, attempts=attempts, ambiguous=ambiguous)
-        except TransportError as exc:
-            exc.attempts, exc.ambiguous = attempts, True
-            raise
-        except RequestError as exc:
-            exc.attempts, exc.ambiguous = attempts, ambiguous
-            raise
+    async def _retrying(
+        self,
+        request: Request,
+        signed: Request,
+        call: _Call,
+        tries: _Tries,
+        failed: Exception | None,
+    ) -> Exchange:
+        async for attempt in stamina.retry_context(
+            on=self._hook,
+            attempts=self._policy.attempts,
+            timeout=None,
+            wait_initial=self._policy.wait_initial,
+            wait_max=self._policy.wait_max,
+            wait_jitter=self._policy.wait_jitter,
+        ):
+            with attempt:
+                if failed is not None:
+                    # Replay the fast path's failure, so that stamina counts that attempt
+                    # and backs off exactly as if it had made it itself.
+                    replay, failed = failed, None
+                    raise replay
+                return await self._attempt(request, signed, call, tries)
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover
 
-    async def _send_once(self, signed: Request, location_id: LocationId, call: _Call) -> Response:
+    async def _attempt(
+        self, request: Request, signed: Request, call: _Call | None, tries: _Tries
+    ) -> Exchange:
+        if self._stopping:
+            raise RunStopped("the run is stopping")
+        if tries.attempts:
+            self.stats.retries += 1
+        tries.attempts += 1
+        try:
+            response = await self._send_once(signed, request.location_id, call)
+        except TransportError:
+            tries.ambiguous = True  # it may have reached the server
+            raise
+        if response.status >= 500:
+            tries.ambiguous = True
+        if response.status in RETRYABLE_STATUSES:
+            raise HTTPStatusError(f"HTTP {response.status}", request=request, response=response)
+        return Exchange(response=response, attempts=tries.attempts, ambiguous=tries.ambiguous)
+
+    async def _send_once(
+        self, signed: Request, location_id: LocationId, call: _Call | None
+    ) -> Response:
         gate = self._gates[location_id]
         async with gate.slot():
             if self._stopping:  # the wait for a slot may have outlived the run
                 raise RunStopped("the run is stopping")
             self.stats.requests += 1
             self.stats.by_method[signed.method] += 1
-            call.sending = True
+            if call is not None:
+                call.sending = True
             try:
                 response = await self._transport.send(signed)
             except TransportError:
                 self.stats.transport_errors += 1
                 raise
             finally:
-                call.sending = False
+                if call is not None:
+                    call.sending = False
         throttled = response.status == 429
         if throttled:
             self.stats.rate_limited += 1

@@ -145,6 +145,13 @@ class LocationLimiter:
         """True once a response said the daily budget is spent."""
         return self._exhausted
 
+    def ready(self) -> bool:
+        """Whether :meth:`slot` would admit a request now, without waiting."""
+        if self._exhausted or self._queue:
+            return False
+        delay = self._delay(self._clock())
+        return delay is not None and delay <= 0
+
     def slot(self) -> AbstractAsyncContextManager[None]:
         """Hold one request slot: wait for the budget, then count the request until exit.
 
@@ -217,6 +224,12 @@ class LocationLimiter:
     async def _acquire(self) -> None:
         if self._exhausted:
             raise DailyLimitExhausted("the location's daily request budget is spent")
+        if not self._queue:
+            # Nobody waiting and a slot free: take it at once, without a ticket (an Event).
+            delay = self._delay(self._clock())
+            if delay is not None and delay <= 0:
+                self._in_flight += 1
+                return
         ticket = anyio.Event()
         self._queue.append(ticket)
         try:

@@ -98,12 +98,19 @@ class Summary:
     report: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
 class RunResult:
     """Every outcome, in input order, and the summary."""
 
     outcomes: tuple[Outcome, ...]
     summary: Summary
+
+    def __repr__(self) -> str:
+        # Short on purpose. When asyncio.run() ends it restores the SIGINT handler, and
+        # signal.getsignal() fails an enum lookup whose message reprs the handler: a partial
+        # holding the main task, whose repr includes its result. A full repr of 100,000
+        # outcomes costs seconds of CPU and a transient string of tens of MB, twice a run.
+        return f"RunResult(<{len(self.outcomes)} outcomes>, summary={self.summary!r})"
 
 
 class Observer(Protocol):
@@ -338,35 +345,26 @@ class Runner:
     # -- work -----------------------------------------------------------------------------
 
     async def _work(self, todo: list[int], context: _Context) -> None:
-        send, receive = anyio.create_memory_object_stream[int](self._config.concurrency)
+        # Workers pull from one shared round-robin iterator: next() never awaits, so no two
+        # workers are inside it at once, and a worker takes a record only when it is free
+        # (the backpressure a bounded stream gave, without two checkpoints per record).
+        feed = _round_robin(self._records, todo)
         async with anyio.create_task_group() as outer:
             self._tg = outer
             if self._config.handle_signals:
                 outer.start_soon(self._watch_signals)
             with anyio.CancelScope() as self._work_scope:
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._produce, send, todo)
-                    async with receive:
-                        for _ in range(max(1, min(self._config.concurrency, len(todo)))):
-                            tg.start_soon(self._consume, receive.clone(), context)
+                    for _ in range(max(1, min(self._config.concurrency, len(todo)))):
+                        tg.start_soon(self._consume, feed, context)
             outer.cancel_scope.cancel()  # the signal watcher and drain timer end with the work
 
-    async def _produce(self, send: anyio.abc.ObjectSendStream[int], todo: list[int]) -> None:
-        async with send:
-            for index in _round_robin(self._records, todo):
-                if self._stopping:
-                    break
-                await send.send(index)
-
-    async def _consume(
-        self, receive: anyio.abc.ObjectReceiveStream[int], context: _Context
-    ) -> None:
-        async with receive:
-            async for index in receive:
-                if self._stopping:
-                    continue  # left as not_run by _finish
-                outcome = await self._process(self._records[index], context)
-                self._record(index, outcome)
+    async def _consume(self, feed: Iterator[int], context: _Context) -> None:
+        for index in feed:
+            if self._stopping:
+                return  # what is left stays not_run (see _finish)
+            outcome = await self._process(self._records[index], context)
+            self._record(index, outcome)
 
     async def _process(self, record: Record, context: _Context) -> Outcome:
         try:

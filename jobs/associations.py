@@ -16,6 +16,7 @@ object schemas) once, then decides each record by looking rather than by status 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -178,11 +179,13 @@ class AssociationsJob:
             raise RecordError("must not contain spaces, '/', '?' or '#'", field="key")
         if fields["association_id"] and not _ID_TEXT.match(fields["association_id"]):
             raise RecordError("must not contain spaces, '/', '?' or '#'", field="association_id")
+        # Interned: locations, object keys, labels and keys repeat over thousands of rows
+        # (a template fans each definition out to every location); one copy each is kept.
         return Record(
             source=source,
-            location_id=location_id,
+            location_id=sys.intern(location_id),
             ident=self.row_ident(fields),
-            fields={k: v for k, v in fields.items() if v and k != "location_id"},
+            fields={k: sys.intern(v) for k, v in fields.items() if v and k != "location_id"},
         )
 
     def invalid_record(self, source: str, values: Mapping[str, Any]) -> Record:
@@ -234,7 +237,7 @@ class AssociationsJob:
                     )
             finally:
                 loading.done.set()
-        else:
+        elif not loading.done.is_set():  # waiting on a set anyio.Event still yields once
             await loading.done.wait()
         if loading.state is not None:
             return loading.state
@@ -267,7 +270,7 @@ class AssociationsJob:
             page = associations_from(json_body(answer.response))
             fresh = [a for a in page if a["key"] not in state.by_key]
             for item in fresh:
-                state.by_key[item["key"]] = item
+                state.by_key[item["key"]] = _known(item)
             # Page until empty: the service may return fewer than asked while more remain.
             # A page with nothing new means the server ignores skip: stop rather than loop.
             if not self.routes.official or not page or not fresh:
@@ -321,7 +324,7 @@ class AssociationsJob:
         wrote = answer.ambiguous or ctx.journal.pending(record)
         if response.status in (200, 201):
             created = association_from(json_body(response)) or {}
-            state.by_key[key] = {**body, **created}
+            state.by_key[key] = _known({**body, **created})
             return Outcome(
                 record=record,
                 status=CREATED,
@@ -334,7 +337,7 @@ class AssociationsJob:
             if isinstance(looked, Outcome):
                 return looked
             if looked is not None:
-                state.by_key[key] = looked
+                state.by_key[key] = _known(looked)
                 return self._settle(record, looked, wrote=wrote, attempts=answer.attempts)
         return Outcome(
             record=record,
@@ -459,6 +462,19 @@ class AssociationsJob:
             fields=fields,
             error=error_text(response),
         )
+
+
+_KEPT = ("id", "key", "firstObjectKey", "secondObjectKey", "associationType")
+
+
+def _known(item: Mapping[str, Any]) -> dict[str, Any]:
+    """What the job consults later about a definition, and nothing more: one is kept per
+    definition (read or created) for the whole run."""
+    kept = {name: item[name] for name in _KEPT if name in item}
+    for name in ("key", "firstObjectKey", "secondObjectKey", "associationType"):
+        if isinstance(kept.get(name), str):
+            kept[name] = sys.intern(kept[name])  # the same few strings, thousands of times
+    return kept
 
 
 def _raise_for(request: Request, answer: Exchange, what: str) -> None:
