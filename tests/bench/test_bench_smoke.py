@@ -1,0 +1,77 @@
+"""The benchmark script runs end to end at a tiny size and produces sane numbers.
+
+Nothing here asserts speed: CI machines vary. The real runs are by hand (see bench.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.bench import bench
+
+
+def test_job_rows_are_unique_per_location_and_never_repeat_a_label_pair() -> None:
+    rows = list(bench.job_rows(bench.location_ids("smoke", 3), 25))
+    assert len(rows) == 75
+    assert all(len(r["location_id"]) == 20 for r in rows)
+    keys = Counter((r["location_id"], r["key"]) for r in rows)
+    assert max(keys.values()) == 1
+    sides = Counter(
+        (
+            r["location_id"],
+            r["first_object_key"],
+            r["first_object_label"],
+            r["second_object_key"],
+            r["second_object_label"],
+        )
+        for r in rows
+    )
+    assert max(sides.values()) == 1
+    assert all(r["first_object_key"] != r["second_object_key"] for r in rows)
+    # round-robin: consecutive rows go to different locations
+    assert rows[0]["location_id"] != rows[1]["location_id"]
+
+
+@pytest.mark.timeout(120)
+def test_every_scenario_runs_and_reports_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = tmp_path / "bench.json"
+    code = bench.main(["--records", "200", "--locations", "5", "--repeat", "1", "--json", str(raw)])
+    assert code == 0
+    table = capsys.readouterr().out
+    for heading in ("### 1. Overhead", "### 2. Pacing", "### 3. Scale", "- machine:"):
+        assert heading in table
+    results = json.loads(raw.read_text())
+
+    overhead = results["overhead"]
+    for client in ("engine", "floor"):
+        run = overhead[client]
+        assert run["counts"] == {"created": 200}
+        assert run["wall"] > 0
+        assert run["user"] + run["sys"] > 0
+        assert run["peak_rss_kb"] > 0
+        assert run["server"]["creates_applied"] == 200
+    # the engine reads each location before writing to it
+    assert overhead["engine"]["server"]["requests"] > 200
+    assert overhead["floor"]["server"]["requests"] == 200
+    assert overhead["ratio_per_request"] > 0
+
+    pacing = results["pacing"]
+    assert pacing["engine"]["counts"] == {"created": 200}
+    assert pacing["bound"] > 0
+    assert pacing["ratio"] > 0
+    assert pacing["throttled"] >= 0
+
+    scale = results["scale"]
+    (small, _, first), (full, locations, last) = scale["steps"]
+    assert (full, locations) == (200, 5)
+    assert small < full
+    assert first["counts"] == {"created": small}
+    assert last["counts"] == {"created": full}
+    assert last["peak_rss_kb"] > 0
+    assert last["report_bytes"] > 0
