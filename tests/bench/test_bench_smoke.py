@@ -15,6 +15,7 @@ from tests.bench import bench
 
 
 def test_job_rows_are_unique_per_location_and_never_repeat_a_label_pair() -> None:
+    """Benchmark jobs never trip the duplicate-key or duplicate-label-pair checks."""
     rows = list(bench.job_rows(bench.location_ids("smoke", 3), 25))
     assert len(rows) == 75
     assert all(len(r["location_id"]) == 20 for r in rows)
@@ -40,6 +41,7 @@ def test_job_rows_are_unique_per_location_and_never_repeat_a_label_pair() -> Non
 def test_every_scenario_runs_and_reports_numbers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Every scenario runs end to end at a tiny size and reports sane numbers (not speeds)."""
     raw = tmp_path / "bench.json"
     code = bench.main(["--records", "200", "--locations", "5", "--repeat", "1", "--json", str(raw)])
     assert code == 0

@@ -1,0 +1,78 @@
+"""Planning a rollback from reports: what is undone, what is refused, what is flagged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from engine import ConfigError
+from jobs.associations import COLUMNS
+from jobs.rollback import plan_rollback
+
+HEADER = ",".join(COLUMNS) + "\n"
+
+
+def write(path: Path, *rows: str) -> str:
+    path.write_text(HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_killed_run_journal_rows_are_deduplicated_last_wins(tmp_path: Path) -> None:
+    """An append-only report with several rows per record undoes each created one once."""
+    report = write(
+        tmp_path / "run.csv",
+        "jobs.csv:2,locA,create,k1,failed,,503,5,gave up",
+        "jobs.csv:3,locA,create,k2,created,id2,201,1,",
+        "jobs.csv:2,locA,create,k1,created,id1,201,2,",  # the resumed run settled it
+        "jobs.csv:4,locB,create,k3,exists,id3,,0,",
+        "jobs.csv:5,locB,create,k4,created,id4,201,1,",
+        "jobs.csv:5,locB,create,k4,created,id4,201,1,",  # written again by a rewrite
+    )
+    plan = plan_rollback([report])
+    assert sorted((r.location_id, r.get("key"), r.get("association_id")) for r in plan.records) == [
+        ("locA", "k1", "id1"),
+        ("locA", "k2", "id2"),
+        ("locB", "k4", "id4"),
+    ]
+    assert plan.by_location == {"locA": 2, "locB": 1}
+    assert all(r.get("action") == "delete" for r in plan.records)
+
+
+def test_created_then_failed_is_not_undone(tmp_path: Path) -> None:
+    """Only the last row of a record counts: exists/conflict/failed are never rolled back."""
+    report = write(
+        tmp_path / "run.csv",
+        "a.csv:2,locA,create,k1,conflict,idX,,0,key links other objects",
+        "a.csv:3,locA,create,k2,invalid,,,0,bad",
+    )
+    assert plan_rollback([report]).records == ()
+
+
+def test_unsettled_intents_in_the_journal_are_counted(tmp_path: Path) -> None:
+    """Creates noted in the journal without a final row are flagged for a --resume first."""
+    report = write(tmp_path / "run.csv", "jobs.csv:2,locA,create,k1,created,id1,201,1,")
+    journal = tmp_path / "run.csv.journal"
+    lines = [
+        {"format": "ghl-migrate-journal/1", "kind": "associations"},
+        {"intent": "locA\x1fcreate\x1fk1", "action": "create", "key": "k1"},
+        {"intent": "locA\x1fcreate\x1fk9", "action": "create", "key": "k9"},
+    ]
+    journal.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    plan = plan_rollback([report])
+    assert plan.unsettled == 1
+    assert [r.get("key") for r in plan.records] == ["k1"]
+
+
+def test_a_report_of_deletes_is_refused(tmp_path: Path) -> None:
+    """Rolling back a rollback (only deletes) is refused with a clear message."""
+    report = write(tmp_path / "undo.csv", "run.csv#1,locA,delete,k1,deleted,id1,200,1,")
+    with pytest.raises(ConfigError, match="only deletes"):
+        plan_rollback([report])
+
+
+def test_missing_report_is_a_config_error(tmp_path: Path) -> None:
+    """A report that does not exist is named in the error."""
+    with pytest.raises(ConfigError, match="no such file"):
+        plan_rollback([str(tmp_path / "nope.csv")])
