@@ -10,7 +10,7 @@ ok, 2 usage or job-file errors with nothing sent).
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
@@ -21,7 +21,7 @@ from .console import ProgressBar, configure_logging, render_summary
 from .errors import ConfigError
 from .limiter import parse_rate
 from .retry import RetryPolicy
-from .runner import Observer, RunResult
+from .runner import Observer, RunConfig, RunResult
 
 __all__ = [
     "execute",
@@ -30,7 +30,7 @@ __all__ = [
     "rate_options",
     "report_options",
     "retry_options",
-    "retry_policy",
+    "run_config",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,9 +82,18 @@ def retry_options(f: F) -> F:
     )(f)
 
 
-def retry_policy(max_attempts: int) -> RetryPolicy:
-    """The retry policy for ``--max-attempts``."""
-    return RetryPolicy(attempts=max_attempts)
+def run_config(job_files: Sequence[str], options: Mapping[str, Any]) -> RunConfig:
+    """A ``RunConfig`` from the shared option bundles (report, rate, retry options)."""
+    return RunConfig(
+        job_files=tuple(job_files),
+        report=options["report"],
+        resume=options["resume"],
+        concurrency=options["concurrency"],
+        rate=options["rate"],
+        timeout=options["timeout"],
+        retry=RetryPolicy(attempts=options["max_attempts"]),
+        handle_signals=True,
+    )
 
 
 def report_options(f: F) -> F:
@@ -124,13 +133,13 @@ def execute(
     start: Callable[[Observer | None], Awaitable[RunResult]],
     *,
     ok_statuses: frozenset[str],
-    log_format: str = "console",
-    verbose: bool = False,
-    progress: bool = True,
+    options: Mapping[str, Any],
 ) -> None:
-    """Run ``start`` on the asyncio backend with progress and summary; exit with its code."""
-    configure_logging(log_format, verbose=verbose)
-    bar = ProgressBar(ok_statuses) if progress and sys.stderr.isatty() else None
+    """Run ``start`` on the asyncio backend with logging (``log_options``), a progress bar
+    and the summary; exit with the run's code."""
+    configure_logging(options["log_format"], verbose=options["verbose"])
+    progress = not options["no_progress"] and sys.stderr.isatty()
+    bar = ProgressBar(ok_statuses) if progress else None
     try:
         result = anyio.run(start, bar, backend="asyncio")
     except ConfigError as exc:

@@ -11,14 +11,14 @@ from typing import Any
 
 import click
 
-from engine import ConfigError, Observer, RunConfig, RunResult
+from engine import ConfigError, Observer, RunResult, parse_rate
 from engine.cli import (
     execute,
     log_options,
     rate_options,
     report_options,
     retry_options,
-    retry_policy,
+    run_config,
 )
 
 from .api import rollback_job, run_job
@@ -78,15 +78,7 @@ def run_command(
     sandbox: bool,
     api: str,
     base_url: str,
-    report: str | None,
-    resume: bool,
-    rate: tuple[int, float],
-    concurrency: int,
-    max_attempts: int,
-    timeout: float,
-    log_format: str,
-    verbose: bool,
-    no_progress: bool,
+    **options: Any,
 ) -> None:
     """Create or delete association definitions listed in JOB_FILES (CSV or JSON).
 
@@ -94,16 +86,7 @@ def run_command(
     ghl-migrate run samples/onboarding.json --sandbox --report out.csv
     ghl-migrate run jobs.csv --tokens tokens.csv --report out.csv
     """
-    config = RunConfig(
-        job_files=job_files,
-        report=report,
-        resume=resume,
-        concurrency=concurrency,
-        rate=rate,
-        timeout=timeout,
-        retry=retry_policy(max_attempts),
-        handle_signals=True,
-    )
+    config = run_config(job_files, options)
 
     async def start(observer: Observer | None) -> RunResult:
         return await run_job(
@@ -115,13 +98,7 @@ def run_command(
             observer=observer,
         )
 
-    execute(
-        start,
-        ok_statuses=AssociationsJob.ok_statuses,
-        log_format=log_format,
-        verbose=verbose,
-        progress=not no_progress,
-    )
+    execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)
 
 
 def _latency(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float]:
@@ -140,8 +117,6 @@ def _latency(ctx: click.Context, param: click.Parameter, value: str | None) -> t
 def _rate_limit(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, float]:
     if value in {"0", "off", "none"}:
         return (0, 10.0)
-    from engine import parse_rate
-
     try:
         return parse_rate(value)
     except ValueError as exc:
@@ -290,15 +265,7 @@ def rollback_command(
     tokens: str | None,
     api: str,
     base_url: str,
-    report: str | None,
-    resume: bool,
-    rate: tuple[int, float],
-    concurrency: int,
-    max_attempts: int,
-    timeout: float,
-    log_format: str,
-    verbose: bool,
-    no_progress: bool,
+    **options: Any,
 ) -> None:
     """Delete exactly the definitions that REPORTS list as created.
 
@@ -344,29 +311,14 @@ def rollback_command(
                 "not an interactive terminal (use --dry-run to review first)"
             )
         click.confirm("Delete them, with every relation that uses them?", abort=True, err=True)
-    config = RunConfig(
-        job_files=reports,
-        report=report,
-        resume=resume,
-        concurrency=concurrency,
-        rate=rate,
-        timeout=timeout,
-        retry=retry_policy(max_attempts),
-        handle_signals=True,
-    )
+    config = run_config(reports, options)
 
     async def start(observer: Observer | None) -> RunResult:
         return await rollback_job(
             plan, config, api=Api(api), base_url=base_url, tokens_file=tokens, observer=observer
         )
 
-    execute(
-        start,
-        ok_statuses=AssociationsJob.ok_statuses,
-        log_format=log_format,
-        verbose=verbose,
-        progress=not no_progress,
-    )
+    execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)
 
 
 COMMANDS = [run_command, rollback_command, sandbox_command]
