@@ -19,6 +19,7 @@ from engine import (
     RetryPolicy,
     RunStopped,
     TransportError,
+    retry_after_seconds,
 )
 from tests.fakes import FakeClock, FakeTransport
 
@@ -325,3 +326,31 @@ async def test_status_error_message_hides_token(clock: FakeClock) -> None:
     for text in (str(info.value), repr(info.value), repr(info.value.request)):
         assert TOKENS["loc1"] not in text
     assert "503" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("headers", "hint", "waited"),
+    [
+        ({"retry-after": "25"}, "retry-after", 25.0),  # Retry-After honoured, past the window
+        ({}, "interval", 10.0),  # none: one interval of the location's window
+    ],
+)
+async def test_429_waits_retry_after_or_one_interval(
+    clock: FakeClock, headers: dict[str, str], hint: str, waited: float
+) -> None:
+    """After a 429 the retry goes out only after Retry-After seconds, else after one interval."""
+    sent_at: list[float] = []
+    script = iter([answer(429, **headers), answer(201)])
+
+    def handler(req: Request) -> Response:
+        sent_at.append(clock.time())
+        return next(script)
+
+    def read_rate(response: Response) -> RateHint:
+        return RateHint(retry_after=retry_after_seconds(response))
+
+    client = make_client(FakeTransport(handler), clock, read_rate=read_rate)
+    exchange = await client.call(request())
+    assert exchange.response.status == 201
+    assert exchange.attempts == 2
+    assert sent_at[1] - sent_at[0] >= waited, hint
