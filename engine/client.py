@@ -37,6 +37,7 @@ class RunStats:
     rate_limited: int = 0
     transport_errors: int = 0
     server_errors: int = 0
+    #: requests sent, by HTTP method
     by_method: Counter[str] = field(default_factory=Counter)
 
 

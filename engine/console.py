@@ -153,9 +153,14 @@ def render_summary(
     rate = summary.processed / summary.elapsed if summary.elapsed > 0 else 0.0
     out.print(
         f"{summary.elapsed:.1f} s, {summary.processed} records done at {rate:.1f}/s; "
-        f"{summary.requests} requests sent, "
-        f"{summary.retries} retried, {summary.rate_limited} rate limited (429)"
+        f"{summary.requests} requests sent, {summary.retries} retried, "
+        f"{summary.rate_limited} rate limited (429)"
     )
+    if summary.server_errors or summary.transport_errors:
+        out.print(
+            f"transient failures: {summary.server_errors} server errors (5xx), "
+            f"{summary.transport_errors} connection resets or timeouts"
+        )
     if summary.stopped:
         out.print("[yellow]stopped early: records not sent are 'not_run'; --resume continues[/]")
     if summary.report:

@@ -93,6 +93,9 @@ class Summary:
     requests: int
     retries: int
     rate_limited: int
+    #: answers 500/502/503/504, and connections that failed or timed out
+    server_errors: int
+    transport_errors: int
     stopped: bool
     exit_code: int
     report: str | None = None
@@ -468,6 +471,8 @@ class Runner:
             requests=stats.requests if stats else 0,
             retries=stats.retries if stats else 0,
             rate_limited=stats.rate_limited if stats else 0,
+            server_errors=stats.server_errors if stats else 0,
+            transport_errors=stats.transport_errors if stats else 0,
             stopped=self._stopping,
             exit_code=0 if ok else 1,
             report=self._config.report,
