@@ -224,12 +224,10 @@ class LocationLimiter:
     async def _acquire(self) -> None:
         if self._exhausted:
             raise DailyLimitExhausted("the location's daily request budget is spent")
-        if not self._queue:
+        if self.ready():
             # Nobody waiting and a slot free: take it at once, without a ticket (an Event).
-            delay = self._delay(self._clock())
-            if delay is not None and delay <= 0:
-                self._in_flight += 1
-                return
+            self._in_flight += 1
+            return
         ticket = anyio.Event()
         self._queue.append(ticket)
         try:

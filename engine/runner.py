@@ -2,10 +2,11 @@
 
 Structure (one task group, no bare tasks)::
 
-    producer ──bounded stream──▶ N workers ──▶ kind.process(record) ──▶ report row
+    round-robin feed ──▶ N workers ──▶ kind.process(record) ──▶ report row
 
-The producer feeds records round-robin across locations, so a large location cannot starve
-the rest; the stream's small buffer gives backpressure. Each finished record is written to
+The workers share one iterator that yields records round-robin across locations, so a large
+location cannot starve the rest; a worker takes the next record only when it is free, which
+is the backpressure. Each finished record is written to
 the report at once. Stopping (``Runner.stop``, Ctrl-C or SIGTERM) stops feeding and sending,
 lets in-flight requests finish within ``drain_timeout``, then cancels what is left; a second
 signal cancels at once. Whatever way the run ends, the report is finalised under a shielded
