@@ -89,6 +89,20 @@ class LocationState:
 
     objects: dict[str, str] = field(default_factory=dict)  # object key -> singular label
     by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def remember(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep what the job consults later about a definition (read or created)."""
+        kept = _known(item)
+        self.by_key[kept["key"]] = kept
+        if "id" in kept:
+            self.by_id[str(kept["id"])] = kept
+        return kept
+
+    def forget(self, item: Mapping[str, Any]) -> None:
+        """The definition is gone."""
+        self.by_key.pop(str(item.get("key")), None)
+        self.by_id.pop(str(item.get("id")), None)
 
 
 @dataclass(slots=True)
@@ -270,7 +284,7 @@ class AssociationsJob:
             page = associations_from(json_body(answer.response))
             fresh = [a for a in page if a["key"] not in state.by_key]
             for item in fresh:
-                state.by_key[item["key"]] = _known(item)
+                state.remember(item)
             # Page until empty: the service may return fewer than asked while more remain.
             # A page with nothing new means the server ignores skip: stop rather than loop.
             if not self.routes.official or not page or not fresh:
@@ -324,7 +338,7 @@ class AssociationsJob:
         wrote = answer.ambiguous or ctx.journal.pending(record)
         if response.status in (200, 201):
             created = association_from(json_body(response)) or {}
-            state.by_key[key] = _known({**body, **created})
+            state.remember({**body, **created})
             return Outcome(
                 record=record,
                 status=CREATED,
@@ -337,7 +351,7 @@ class AssociationsJob:
             if isinstance(looked, Outcome):
                 return looked
             if looked is not None:
-                state.by_key[key] = _known(looked)
+                state.remember({"key": key, **looked})
                 return self._settle(record, looked, wrote=wrote, attempts=answer.attempts)
         return Outcome(
             record=record,
@@ -398,7 +412,7 @@ class AssociationsJob:
         key, association_id = record.get("key"), record.get("association_id")
         if not association_id:
             return state.by_key.get(key)
-        found = next((a for a in state.by_key.values() if str(a.get("id")) == association_id), None)
+        found = state.by_id.get(association_id)
         if found is not None and key and found.get("key") != key:
             return Outcome(
                 record=record,
@@ -436,7 +450,7 @@ class AssociationsJob:
         response = answer.response
         fields = {"association_id": association_id}
         if response.status in (200, 204):
-            state.by_key.pop(str(found.get("key")), None)
+            state.forget(found)
             return Outcome(
                 record=record,
                 status=DELETED,
@@ -445,7 +459,7 @@ class AssociationsJob:
                 fields=fields,
             )
         if response.status == 404:
-            state.by_key.pop(str(found.get("key")), None)
+            state.forget(found)
             wrote = answer.ambiguous or ctx.journal.pending(record)
             return Outcome(
                 record=record,
