@@ -1,9 +1,14 @@
 """Reading job files: CSV or JSON, many at once, with a place name for every row.
 
 ``read_job_files`` checks every file before anything is sent: a file that cannot be read
-at all (no header, broken JSON, unknown columns) raises ``JobFileError`` naming the file,
-line and field. A row that is merely wrong becomes an ``invalid`` record later, with its
-``source`` (``jobs.csv:12`` for CSV lines, ``onboarding.json#7`` for JSON items).
+at all (no header, broken JSON, unknown columns) or that holds no record raises
+``JobFileError`` naming the file, line and field. A row that is merely wrong becomes an
+``invalid`` record later, with its ``source`` (``jobs.csv:12`` for CSV lines,
+``onboarding.json#7`` for JSON items).
+
+Spreadsheet programs are the usual source of job files, and their usual slips (UTF-16,
+semicolon or tab separators, the workbook itself) get a message that says how to save the
+file instead of an error about its mangled first column.
 """
 
 from __future__ import annotations
@@ -18,9 +23,16 @@ from typing import Any, Protocol
 
 import orjson
 
-from .errors import JobFileError
+from .errors import ConfigError, JobFileError
 
-__all__ = ["InputFormat", "SourceRow", "detect_format", "read_job_file", "read_job_files"]
+__all__ = [
+    "InputFormat",
+    "SourceRow",
+    "decode_text",
+    "detect_format",
+    "read_job_file",
+    "read_job_files",
+]
 
 
 class InputFormat(enum.Enum):
@@ -56,18 +68,43 @@ def detect_format(path: str, text: str) -> InputFormat:
     return InputFormat.JSON if text.lstrip()[:1] in {"[", "{"} else InputFormat.CSV
 
 
+_SAVE_AS_UTF8 = "save it as UTF-8 (in Excel: CSV UTF-8)"
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 text, with or without a BOM, from a file's bytes.
+
+    Raises ``ValueError`` saying what the bytes look like instead (UTF-16, a spreadsheet,
+    another encoding) and how to save them, for the caller to prefix with the file's name.
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"UTF-16 text (it starts with a UTF-16 byte order mark): {_SAVE_AS_UTF8}")
+    if data.startswith(b"PK\x03\x04"):
+        raise ValueError("a spreadsheet or zip archive, not text: save it as CSV (UTF-8)")
+    if b"\x00" in data:
+        raise ValueError(f"holds NUL bytes, so it is UTF-16 or binary, not text: {_SAVE_AS_UTF8}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start}): {_SAVE_AS_UTF8}"
+        ) from None
+
+
 def _read_text(path: str) -> str:
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
-            return fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         raise JobFileError(path, "no such file") from None
     except IsADirectoryError:
         raise JobFileError(path, "is a directory, not a job file") from None
-    except UnicodeDecodeError as exc:
-        raise JobFileError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
-        raise JobFileError(path, exc.strerror or str(exc)) from None
+        raise JobFileError(path, f"cannot read it: {exc.strerror or exc}") from None
+    try:
+        return decode_text(data)
+    except ValueError as exc:
+        raise JobFileError(path, str(exc)) from None
 
 
 def _canonical_keys(
@@ -84,6 +121,26 @@ def _canonical_keys(
     return result
 
 
+_SEPARATORS = {";": "semicolon", "\t": "tab"}
+
+
+def _header(path: str, schema: _Schema, values: list[str], line: int) -> list[str]:
+    """The canonical columns; a header that only makes sense split at another separator
+    (Excel writes ``;`` in many locales, and ``sep=;`` first lines) gets a hint instead."""
+    try:
+        return _canonical_keys(path, schema, values, line=line, where="column")
+    except JobFileError as exc:
+        for separator, name in _SEPARATORS.items():
+            if separator in exc.field:
+                raise JobFileError(
+                    path,
+                    f"this looks {name}-separated; ghl-migrate reads comma-separated CSV: "
+                    "save it as CSV (comma delimited), UTF-8",
+                    line=line,
+                ) from None
+        raise
+
+
 def _read_csv(path: str, text: str, schema: _Schema) -> list[SourceRow]:
     name = os.path.basename(path)
     # Lines end only at \r or \n: str.splitlines would also split a cell at \x0b, \x0c,
@@ -98,7 +155,7 @@ def _read_csv(path: str, text: str, schema: _Schema) -> list[SourceRow]:
             if not values or all(not v.strip() for v in values):
                 continue  # blank lines are ignored
             if header is None:
-                header = _canonical_keys(path, schema, values, line=start, where="column")
+                header = _header(path, schema, values, start)
                 continue
             problem = ""
             if len(values) > len(header):
@@ -147,10 +204,24 @@ def read_job_file(path: str, schema: _Schema) -> tuple[list[SourceRow], InputFor
 
 
 def read_job_files(paths: list[str], schema: _Schema) -> list[SourceRow]:
-    """Rows of every file, in order. Every file is read before anything is returned."""
+    """Rows of every file, in order. Every file is read before anything is returned.
+
+    A file without a single record fails the whole set: a batch job with nothing to do is
+    almost always the wrong file, the wrong sheet or a failed export.
+    """
     if not paths:
         raise JobFileError("<none>", "no job file given")
     rows: list[SourceRow] = []
+    empty: list[tuple[str, str]] = []
     for path in paths:
-        rows.extend(read_job_file(path, schema)[0])
+        found, fmt = read_job_file(path, schema)
+        if not found:
+            empty.append((path, "only a header row" if fmt is InputFormat.CSV else "an empty list"))
+        rows.extend(found)
+    if len(empty) == 1:
+        path, holds = empty[0]
+        raise JobFileError(path, f"no records ({holds}): nothing to do")
+    if empty:
+        named = ", ".join(f"{path} ({holds})" for path, holds in empty)
+        raise ConfigError(f"no records in {named}: nothing to do")
     return rows

@@ -147,17 +147,30 @@ class AssociationsJob:
 
     def expand(self, document: Mapping[str, Any], path: str) -> Iterator[Mapping[str, Any]]:
         """Fan an onboarding template ``{"locations": [...], "associations": [...]}`` out."""
-        locations, definitions = document.get("locations"), document.get("associations")
         unknown = set(document) - {"locations", "associations"}
-        if not isinstance(locations, list) or not isinstance(definitions, list) or unknown:
+        if unknown or not document:
             raise JobFileError(
                 path,
                 'expected a list of records, or a template {"locations": [...], '
                 '"associations": [...]}' + (f"; unknown keys {sorted(unknown)}" if unknown else ""),
             )
-        for location in locations:
+        wanted = {
+            "locations": 'location ids (or {"id": ...} objects)',
+            "associations": "definitions",
+        }
+        kinds = {str: "text", dict: "an object", bool: "true or false", type(None): "null"}
+        for name, items in wanted.items():
+            value = document.get(name)
+            if name not in document:
+                raise JobFileError(path, f"{name!r} must be a list of {items}; it is missing")
+            if not isinstance(value, list):
+                kind = kinds.get(type(value), "a number")
+                raise JobFileError(path, f"{name!r} must be a list of {items}, not {kind}")
+            if not value:
+                raise JobFileError(path, f"no records ({name!r} is an empty list): nothing to do")
+        for location in document["locations"]:
             location_id = location.get("id") if isinstance(location, dict) else location
-            for definition in definitions:
+            for definition in document["associations"]:
                 if not isinstance(definition, dict):
                     yield {"location_id": location_id, "__bad__": definition}
                     continue

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import JobFileError
+from engine import ConfigError, JobFileError
 from engine.source import InputFormat, SourceRow, read_job_file, read_job_files
 from jobs.associations import AssociationsJob
 
@@ -331,6 +331,146 @@ def test_read_job_files_without_files_is_a_file_error(schema: AssociationsJob) -
     """No job file at all is an error."""
     with pytest.raises(JobFileError, match="no job file"):
         read_job_files([], schema)
+
+
+# -- files with no records ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "why"),
+    [
+        ("jobs.csv", HEADER, "only a header row"),
+        ("jobs.csv", HEADER + "\n ,  ,\n\n", "only a header row"),
+        ("jobs.json", "[]", "an empty list"),
+        ("onboarding.json", '{"locations": [], "associations": [{"key": "k"}]}', "'locations'"),
+        ("onboarding.json", '{"locations": ["loc1"], "associations": []}', "'associations'"),
+    ],
+    ids=["header-only", "header-and-blank-lines", "empty-list", "no-locations", "no-definitions"],
+)
+def test_job_file_without_records_is_a_file_error(
+    tmp_path: Path, schema: AssociationsJob, name: str, text: str, why: str
+) -> None:
+    """A job file that holds no record fails, naming the file and what it holds instead."""
+    path = write(tmp_path / name, text)
+
+    with pytest.raises(JobFileError, match="no records") as info:
+        read_job_files([path], schema)
+
+    assert info.value.path == path
+    assert why in str(info.value)
+
+
+def test_every_file_without_records_is_named(tmp_path: Path, schema: AssociationsJob) -> None:
+    """Among several job files, each one without records is named in one error."""
+    good = write(tmp_path / "a.csv", "locationId\nloc1\n")
+    header_only = write(tmp_path / "b.csv", "locationId\n")
+    empty_list = write(tmp_path / "c.json", "[]")
+
+    with pytest.raises(ConfigError, match="no records") as info:
+        read_job_files([good, header_only, empty_list], schema)
+
+    assert header_only in str(info.value)
+    assert empty_list in str(info.value)
+    assert good not in str(info.value)
+
+
+# -- hints for files saved the wrong way --------------------------------------------------------
+
+
+@pytest.mark.parametrize(("separator", "name"), [(";", "semicolon"), ("\t", "tab")])
+def test_csv_with_another_separator_says_so(
+    tmp_path: Path, schema: AssociationsJob, separator: str, name: str
+) -> None:
+    """A semicolon- or tab-separated file (Excel in many locales) fails with a hint to save
+    it comma-separated, not with an unknown column."""
+    text = HEADER.replace(",", separator) + separator.join(["loc1", "k1", "contact", "b"]) + "\n"
+    path = write(tmp_path / "jobs.csv", text)
+
+    with pytest.raises(JobFileError) as info:
+        read(path, schema)
+
+    message = str(info.value)
+    assert f"{name}-separated" in message
+    assert "comma" in message
+    assert "unknown column" not in message
+    assert info.value.line == 1
+
+
+def test_excel_separator_line_says_so(tmp_path: Path, schema: AssociationsJob) -> None:
+    """Excel's ``sep=;`` first line gets the same hint."""
+    path = write(tmp_path / "jobs.csv", "sep=;\n" + HEADER.replace(",", ";") + "loc1;k1;a;b\n")
+
+    with pytest.raises(JobFileError, match="semicolon-separated"):
+        read(path, schema)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_utf16_file_says_save_as_utf8(
+    tmp_path: Path, schema: AssociationsJob, encoding: str
+) -> None:
+    """A UTF-16 file, with a byte order mark or without (NUL bytes), fails with a hint to save
+    it as UTF-8."""
+    path = write(tmp_path / "jobs.csv", HEADER + "loc1,k1,contact,company\n", encoding=encoding)
+
+    with pytest.raises(JobFileError, match="UTF-16") as info:
+        read(path, schema)
+
+    assert "save it as UTF-8" in str(info.value)
+    assert "\\x00" not in str(info.value)
+
+
+def test_spreadsheet_file_says_save_as_csv(tmp_path: Path, schema: AssociationsJob) -> None:
+    """An .xlsx workbook (a zip archive) given as a job file fails with a hint to save as CSV."""
+    path = tmp_path / "jobs.xlsx"
+    path.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(range(256)))
+
+    with pytest.raises(JobFileError, match="spreadsheet") as info:
+        read(str(path), schema)
+
+    assert "CSV" in str(info.value)
+
+
+def test_path_through_a_file_is_a_file_error(tmp_path: Path, schema: AssociationsJob) -> None:
+    """A job path that cannot be opened (here: through a regular file) fails with a
+    JobFileError naming it, not an OSError."""
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    path = str(tmp_path / "file" / "jobs.csv")
+
+    with pytest.raises(JobFileError) as info:
+        read(path, schema)
+
+    assert info.value.path == path
+
+
+# -- templates of the wrong shape ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "key", "shown"),
+    [
+        ({"locations": "loc1", "associations": []}, "locations", "text"),
+        ({"locations": {"id": "loc1"}, "associations": []}, "locations", "an object"),
+        ({"locations": 5, "associations": []}, "locations", "a number"),
+        ({"locations": ["loc1"], "associations": {"key": "k"}}, "associations", "an object"),
+        ({"locations": ["loc1"], "associations": None}, "associations", "null"),
+        ({"locations": ["loc1"]}, "associations", "missing"),
+    ],
+    ids=["locations-text", "locations-object", "locations-number", "associations-object",
+         "associations-null", "associations-missing"],
+)  # fmt: skip
+def test_template_key_of_the_wrong_type_is_named(
+    tmp_path: Path, schema: AssociationsJob, template: dict[str, object], key: str, shown: str
+) -> None:
+    """A template whose ``locations`` or ``associations`` is not a list fails, naming the key,
+    what it must be and what it is."""
+    path = write(tmp_path / "onboarding.json", orjson.dumps(template).decode())
+
+    with pytest.raises(JobFileError) as info:
+        read(path, schema)
+
+    message = str(info.value)
+    assert f"'{key}' must be a list" in message
+    assert shown in message
 
 
 # -- round trip ----------------------------------------------------------------------------------
