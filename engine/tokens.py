@@ -14,21 +14,41 @@ import structlog
 
 from .client import TokenLookup
 from .errors import ConfigError
+from .source import decode_text
 
 __all__ = ["load_tokens"]
 
 log = structlog.get_logger("engine")
 
 
+_SEPARATORS = {";": "semicolon", "\t": "tab"}
+
+
 def _read_file(path: str) -> dict[str, str]:
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            data = fh.read()
         mode = os.stat(path).st_mode
     except OSError as exc:
-        raise ConfigError(f"tokens file {path}: {exc.strerror}") from None
+        raise ConfigError(f"tokens file {path}: {exc.strerror or exc}") from None
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning("tokens file is readable by other users; chmod 600 it", path=path)
+    try:
+        text = decode_text(data)
+    except ValueError as exc:
+        raise ConfigError(f"tokens file {path}: {exc}") from None
+    tokens = _parse(path, text)
+    if not tokens:
+        # Given on purpose, an empty file is a mistake (a failed export, the wrong file):
+        # it would fail every location with "no token" after reading none.
+        raise ConfigError(
+            f"tokens file {path} holds no tokens: expected CSV rows location_id,token or "
+            'JSON {"locationId": "token", ...}'
+        )
+    return tokens
+
+
+def _parse(path: str, text: str) -> dict[str, str]:
     if text.lstrip().startswith(("{", "[")):  # "[": JSON too, but the wrong shape
         try:
             data = orjson.loads(text)
@@ -47,9 +67,11 @@ def _read_file(path: str) -> dict[str, str]:
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             # Never echo the row: it may hold a token.
-            raise ConfigError(
-                f"tokens file {path}:{number}: expected two columns location_id,token"
-            )
+            hint = "expected two columns location_id,token"
+            for separator, name in _SEPARATORS.items():
+                if len(row) == 1 and separator in row[0]:
+                    hint = f"this looks {name}-separated; {hint} separated by a comma"
+            raise ConfigError(f"tokens file {path}:{number}: {hint}")
         tokens[row[0].strip()] = row[1].strip()
     return tokens
 

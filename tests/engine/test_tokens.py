@@ -170,3 +170,66 @@ def test_no_warning_for_owner_only_file(tmp_path: Path) -> None:
         load_tokens(path, environ={})
 
     assert logs == []
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("tokens.csv", ""),
+        ("tokens.csv", "\n \n"),
+        ("tokens.csv", "location_id,token\n"),
+        ("tokens.json", "{}"),
+    ],
+    ids=["zero-bytes", "blank-lines", "header-only", "empty-object"],
+)
+def test_file_without_tokens_is_a_config_error(tmp_path: Path, name: str, text: str) -> None:
+    """A tokens file that holds no token is a ConfigError naming it: given on purpose, an
+    empty one is a mistake that would otherwise fail every location."""
+    path = tokens_file(tmp_path, text, name=name)
+
+    with pytest.raises(ConfigError, match="no tokens") as info:
+        load_tokens(path, environ={})
+
+    assert path in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        f"location_id,token\nloc1,{SECRET}\n".encode("utf-16"),
+        f"loc1,{SECRET}\n".encode("utf-16-be"),
+        f"loc1,caf\xe9-{SECRET}\n".encode("latin-1"),
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)),
+    ],
+    ids=["utf-16-bom", "utf-16-no-bom", "latin-1", "binary"],
+)
+def test_file_that_is_not_utf8_text_is_a_config_error(tmp_path: Path, data: bytes) -> None:
+    """A tokens file that is UTF-16, another encoding or binary is a ConfigError that says
+    to save it as UTF-8 (not a UnicodeDecodeError), without the token in its message."""
+    path = tmp_path / "tokens.csv"
+    path.write_bytes(data)
+
+    with pytest.raises(ConfigError, match="UTF-8") as info:
+        load_tokens(str(path), environ={})
+
+    assert str(path) in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(("separator", "name"), [(";", "semicolon"), ("\t", "tab")])
+def test_csv_with_another_separator_says_so(tmp_path: Path, separator: str, name: str) -> None:
+    """A semicolon- or tab-separated tokens file gets a hint to save it comma-separated."""
+    path = tokens_file(tmp_path, f"location_id{separator}token\nloc1{separator}{SECRET}\n")
+
+    with pytest.raises(ConfigError, match=f"{name}-separated") as info:
+        load_tokens(path, environ={})
+
+    assert SECRET not in str(info.value)
+
+
+def test_directory_is_a_config_error(tmp_path: Path) -> None:
+    """A folder given as the tokens file is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match="directory") as info:
+        load_tokens(str(tmp_path), environ={})
+
+    assert str(tmp_path) in str(info.value)
