@@ -79,6 +79,11 @@ _ALIASES = {
     "id": "association_id",
 }
 _ID_TEXT = re.compile(r"^[^\s/?#]+$")
+# Ids and keys go into URL paths, where "." and ".." are not names but steps.
+_DOT_SEGMENTS = frozenset({".", ".."})
+# 123, 0042, -5, 1.2E+19 (a spreadsheet's rendering of a long digit string)
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_LOCATION_ID_LOOKS = "location ids look like ve9EPM428h8vShlRW1KT, letters and digits"
 _OBJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 _LOOK_STATUSES = frozenset({400, 409, 422})
 
@@ -113,12 +118,18 @@ class _Loading:
 
 
 def _text(values: Mapping[str, Any], name: str) -> str:
+    """A field as text. JSON numbers are refused: no id or key is one (a number loses its
+    leading zeros), and a location id that became a number is a spreadsheet's doing."""
     value = values.get(name)
     if value is None:
         return ""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise RecordError("must be text", field=name)
-    return str(value).strip()
+    if not isinstance(value, str):
+        kind = {bool: "true or false", list: "a list", dict: "an object"}.get(
+            type(value), "a number"
+        )
+        example = f" ({_LOCATION_ID_LOOKS})" if name == "location_id" else ""
+        raise RecordError(f"must be text{example}, not {kind}", field=name)
+    return value.strip()
 
 
 class AssociationsJob:
@@ -185,6 +196,15 @@ class AssociationsJob:
             raise RecordError("is required", field="location_id")
         if not _ID_TEXT.match(location_id):
             raise RecordError("must not contain spaces, '/', '?' or '#'", field="location_id")
+        if _NUMBER.match(location_id):
+            raise RecordError(
+                f"{location_id!r} is a number, not a location id: {_LOCATION_ID_LOOKS}",
+                field="location_id",
+            )
+        if location_id in _DOT_SEGMENTS:
+            raise RecordError(
+                f"must not be {location_id!r}: {_LOCATION_ID_LOOKS}", field="location_id"
+            )
         action = fields["action"].lower() or "create"
         fields["action"] = action
         if action == "create":
@@ -202,10 +222,11 @@ class AssociationsJob:
                 raise RecordError("delete needs key or association_id", field="key")
         else:
             raise RecordError(f"must be create or delete, not {action!r}", field="action")
-        if fields["key"] and not _ID_TEXT.match(fields["key"]):
-            raise RecordError("must not contain spaces, '/', '?' or '#'", field="key")
-        if fields["association_id"] and not _ID_TEXT.match(fields["association_id"]):
-            raise RecordError("must not contain spaces, '/', '?' or '#'", field="association_id")
+        for name in ("key", "association_id"):
+            if fields[name] and not _ID_TEXT.match(fields[name]):
+                raise RecordError("must not contain spaces, '/', '?' or '#'", field=name)
+            if fields[name] in _DOT_SEGMENTS:
+                raise RecordError(f"must not be {fields[name]!r}", field=name)
         # Interned: locations, object keys, labels and keys repeat over thousands of rows
         # (a template fans each definition out to every location); one copy each is kept.
         return Record(
