@@ -26,7 +26,7 @@ from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
 from .rollback import plan_rollback
 from .routes import Api
-from .sandbox import SandboxConfig, serve
+from .sandbox import SandboxConfig, ServeError, serve
 
 __all__ = ["COMMANDS"]
 
@@ -235,13 +235,21 @@ def sandbox_command(
         seed=seed,
     )
     wanted = [loc.strip() for loc in locations.split(",") if loc.strip()]
+    if tokens_file and not wanted:
+        raise click.UsageError(
+            "--tokens-file needs --locations: the sandbox issues tokens only for the "
+            "locations named there (--locations locA,locB)"
+        )
 
     def ready(url: str) -> None:
         click.echo(f"sandbox listening on {url}", err=True)
         if tokens_file:
             click.echo(f"tokens for {len(wanted)} locations written to {tokens_file}", err=True)
 
-    serve(config, host=host, port=port, locations=wanted, tokens_file=tokens_file, ready=ready)
+    try:
+        serve(config, host=host, port=port, locations=wanted, tokens_file=tokens_file, ready=ready)
+    except ServeError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.command("rollback")

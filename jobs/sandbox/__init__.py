@@ -51,13 +51,14 @@ The modules: ``config`` (settings, counters, the request log's entries), ``store
 (locations, objects, definitions and the create checks), ``limits`` (step 4), ``faults``
 (steps 5 and 9), ``validation`` (steps 6 and 7), ``pipeline`` (steps 1 to 9 around each
 handler), ``endpoints`` (the routes and their handlers), ``responses`` (NestJS-shaped
-answers), ``server`` (:class:`Sandbox`) and ``process`` (:func:`serve`, for the CLI).
+answers), ``server`` (:class:`Sandbox`) and ``process`` (:func:`serve`, for the CLI, and
+:class:`ServeError`).
 """
 
 from __future__ import annotations
 
 from .config import LoggedRequest, SandboxConfig, SandboxStats
-from .process import serve
+from .process import ServeError, serve
 from .server import Sandbox
 
-__all__ = ["LoggedRequest", "Sandbox", "SandboxConfig", "SandboxStats", "serve"]
+__all__ = ["LoggedRequest", "Sandbox", "SandboxConfig", "SandboxStats", "ServeError", "serve"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +20,27 @@ def invoke(*args: str) -> tuple[int, str, str]:
     """Run ``ghl-migrate ARGS`` in-process; return exit code, stdout and stderr."""
     result = CliRunner().invoke(main, list(args), catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
+
+
+def sandbox_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``ghl-migrate sandbox ARGS`` as a process (a server that did start would block:
+    the timeout fails the test instead of hanging it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "sandbox", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+
+def error_line(err: str) -> str:
+    """The one ``Error:`` line of a usage error; fails on a traceback."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("Error: ")]
+    assert len(lines) == 1, err
+    return lines[0]
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -167,3 +191,78 @@ def test_report_without_its_journal_is_not_resumed(samples: Path, tmp_path: Path
     )  # fmt: skip
     assert code == 2
     assert "no journal" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("jobs.csv", "location_id,key,first_object_key,second_object_key\n"),
+        ("jobs.csv", "location_id,key,first_object_key,second_object_key\n\n,,,\n\n"),
+        ("jobs.json", "[]"),
+        ("onboarding.json", '{"locations": [], "associations": [{"key": "k"}]}'),
+        ("onboarding.json", '{"locations": ["loc01"], "associations": []}'),
+    ],
+    ids=["header-only", "blank-lines", "empty-list", "no-locations", "no-definitions"],
+)
+def test_job_without_records_exits_2(
+    write_job: Callable[[str, str], str], tmp_path: Path, name: str, text: str
+) -> None:
+    """A job with no records says so, naming the file, and exits 2 without a report (not
+    0 with "all records ok")."""
+    job = write_job(name, text)
+    report = tmp_path / "out.csv"
+    code, out, err = invoke("run", job, "--sandbox", "--report", str(report))
+    assert code == 2
+    assert "no records" in error_line(err)
+    assert name in error_line(err)
+    assert "all records ok" not in out
+    assert not report.exists()
+
+
+@pytest.mark.parametrize("text", ["", "location_id,token\n", "{}"])
+def test_tokens_file_without_tokens_exits_2(samples: Path, tmp_path: Path, text: str) -> None:
+    """An empty tokens file given with --tokens exits 2 naming it, before anything is sent."""
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text(text, encoding="utf-8")
+    tokens.chmod(0o600)
+    report = tmp_path / "out.csv"
+    code, _, err = invoke(
+        "run", str(samples / "onboarding.json"), "--base-url", "http://127.0.0.1:9",
+        "--tokens", str(tokens), "--report", str(report),
+    )  # fmt: skip
+    assert code == 2
+    assert "no tokens" in error_line(err)
+    assert str(tokens) in error_line(err)
+    assert not report.exists()
+
+
+def test_sandbox_tokens_file_in_a_missing_folder_exits_2(tmp_path: Path) -> None:
+    """``sandbox --tokens-file`` in a folder that does not exist exits 2 with one line."""
+    proc = sandbox_process(
+        "--port", "0", "--locations", "loc01", "--tokens-file", "missing/tokens.csv", cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    line = error_line(proc.stderr)
+    assert "missing/tokens.csv" in line
+    assert "folder" in line
+
+
+def test_sandbox_tokens_file_needs_locations(tmp_path: Path) -> None:
+    """``sandbox --tokens-file`` without --locations would write a file with no tokens: exit 2."""
+    proc = sandbox_process("--port", "0", "--tokens-file", "tokens.csv", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "--locations" in error_line(proc.stderr)
+    assert not (tmp_path / "tokens.csv").exists()
+
+
+def test_sandbox_on_a_port_in_use_exits_2(tmp_path: Path) -> None:
+    """``sandbox`` on a port already in use exits 2, naming the port and suggesting --port 0."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = sandbox_process("--port", str(port), cwd=tmp_path)
+    assert proc.returncode == 2
+    line = error_line(proc.stderr)
+    assert f"port {port}" in line
+    assert "--port 0" in line
