@@ -145,10 +145,14 @@ def render_summary(
     if summary.failed_by_location:
         worst = _top(summary.failed_by_location, 5)
         more = len(summary.failed_by_location) - len(worst)
+        # "123 1" would read as one number, or as a location and a count either way round.
         out.print(
             "not ok by location: "
-            + ", ".join(f"{loc or '(none)'} {n}" for loc, n in worst.items())
-            + (f" … and {more} more" if more > 0 else "")
+            + ", ".join(
+                f"{loc or 'no location_id'} ({n} record{'' if n == 1 else 's'})"
+                for loc, n in worst.items()
+            )
+            + (f" … and {more} more location{'' if more == 1 else 's'}" if more > 0 else "")
         )
     rate = summary.processed / summary.elapsed if summary.elapsed > 0 else 0.0
     out.print(

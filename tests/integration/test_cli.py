@@ -236,6 +236,19 @@ def test_tokens_file_without_tokens_exits_2(samples: Path, tmp_path: Path, text:
     assert not report.exists()
 
 
+def test_summary_counts_per_location_read_unambiguously(samples: Path, tmp_path: Path) -> None:
+    """The summary's per-location line says "records" next to each count, so a numeric-looking
+    location id and its count cannot be read as one."""
+    code, out, _ = invoke(
+        "run", str(samples / "associations.csv"), "--sandbox", "--report", str(tmp_path / "r.csv")
+    )
+    assert code == 1
+    line = next(line for line in out.splitlines() if line.startswith("not ok by location"))
+    assert "Zq4TnB8cWe1uKd6fGh2J (4 records)" in line
+    assert "Hx2kQm7RtY0pLw3sVb9N (1 record)" in line
+    assert "no location_id (1 record)" in line
+
+
 def test_sandbox_tokens_file_in_a_missing_folder_exits_2(tmp_path: Path) -> None:
     """``sandbox --tokens-file`` in a folder that does not exist exits 2 with one line."""
     proc = sandbox_process(
