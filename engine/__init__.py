@@ -17,11 +17,13 @@ from .errors import (
     RecordError,
     RequestError,
     RunStopped,
+    StorageError,
     TransportError,
 )
 from .job import JobContext, JobKind, Journal
-from .journal import journal_path, pending_intents
+from .journal import journal_meta, journal_path, pending_intents
 from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
+from .lock import FileLock, LockHeld
 from .model import FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
 from .report import read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
@@ -41,6 +43,7 @@ __all__ = [
     "DailyLimitExhausted",
     "EngineError",
     "Exchange",
+    "FileLock",
     "HTTPStatusError",
     "JobContext",
     "JobFileError",
@@ -49,6 +52,7 @@ __all__ = [
     "LocationGates",
     "LocationId",
     "LocationLimiter",
+    "LockHeld",
     "MissingToken",
     "Observer",
     "Outcome",
@@ -64,11 +68,13 @@ __all__ = [
     "RunStats",
     "RunStopped",
     "Runner",
+    "StorageError",
     "Summary",
     "TokenLookup",
     "Transport",
     "TransportError",
     "is_retryable",
+    "journal_meta",
     "journal_path",
     "load_records",
     "load_tokens",

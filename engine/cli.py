@@ -18,7 +18,7 @@ import anyio
 import click
 
 from .console import ProgressBar, configure_logging, render_summary
-from .errors import ConfigError
+from .errors import ConfigError, StorageError
 from .limiter import parse_rate
 from .retry import RetryPolicy
 from .runner import Observer, RunConfig, RunResult
@@ -129,6 +129,12 @@ def log_options(f: F) -> F:
     )(f)
 
 
+class _Stopped(click.ClickException):
+    """One ``Error:`` line and exit code 2, without a usage hint."""
+
+    exit_code = 2
+
+
 def execute(
     start: Callable[[Observer | None], Awaitable[RunResult]],
     *,
@@ -144,6 +150,8 @@ def execute(
         result = anyio.run(start, bar, backend="asyncio")
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    except StorageError as exc:  # mid-run: not a usage error, but exit 2 all the same
+        raise _Stopped(str(exc)) from None
     finally:
         if bar is not None:
             bar.close()

@@ -7,6 +7,7 @@
       │    └─ JobFileError    names the file, line and field
       ├─ RecordError          one bad input row → reported ``invalid``, never sent
       ├─ RunStopped           the run is stopping (Ctrl-C, SIGTERM): the record is ``not_run``
+      ├─ StorageError         the report or journal cannot be written mid-run → sending stops
       └─ RequestError         carries .request, .attempts, .ambiguous
            ├─ MissingToken    no token for the request's location → never sent
            ├─ TransportError  connect/read failure, reset, timeout → retryable
@@ -17,6 +18,8 @@ Messages never contain tokens: requests render their headers redacted.
 """
 
 from __future__ import annotations
+
+import errno
 
 from .model import Request, Response
 
@@ -30,8 +33,28 @@ __all__ = [
     "RecordError",
     "RequestError",
     "RunStopped",
+    "StorageError",
     "TransportError",
+    "os_error_text",
 ]
+
+_PLAIN = {
+    errno.ENOENT: "does not exist",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EISDIR: "is a folder",
+    errno.ENOTDIR: "a part of the path is not a folder",
+}
+
+
+def os_error_text(exc: OSError) -> str:
+    """A short plain description of a file-system error (no path, no errno number)."""
+    if exc.errno in _PLAIN:
+        return _PLAIN[exc.errno]
+    return exc.strerror or str(exc)
 
 
 class EngineError(Exception):
@@ -65,6 +88,20 @@ class RecordError(EngineError):
 
 class RunStopped(EngineError):
     """The run is stopping; records not finished are reported ``not_run``."""
+
+
+class StorageError(EngineError):
+    """The report or journal could not be written while the run was going.
+
+    The run stops sending at once (a write whose intent cannot be journaled is never sent);
+    what the files hold up to that point stays consistent, so the run can be resumed.
+    """
+
+    def __init__(self, path: str, error: OSError, *, advice: str = ""):
+        self.path = path
+        self.error = error
+        text = f"cannot write {path}: {os_error_text(error)}"
+        super().__init__(f"{text}; {advice}" if advice else text)
 
 
 class RequestError(EngineError):

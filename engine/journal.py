@@ -2,56 +2,102 @@
 
 It lives beside the report (``out.csv`` → ``out.csv.journal``) and is append-only JSON Lines:
 
-- line 1 describes the run (job kind, its settings such as API and base URL, job files), so
-  a report is never continued by a different job;
-- every later line is an *intent*, written and flushed to the OS before a write request is
+- line 1 describes the run: job kind and its settings such as API and base URL (a resumed
+  run must share them), the job files' names and SHA-256 digests (a resumed run must read
+  the same files, not merely files of the same names: records gone from an edited file would
+  otherwise fall out of the report), and whether the server was ephemeral (see
+  ``RunConfig.ephemeral``);
+- every later line is an *intent*, written and handed to the OS before a write request is
   sent: ``{"intent": ident, "source": ...}``.
 
 A record that has an intent but whose change is found already in place on a later look was
 changed by this job (its response was lost, or the process died), not by someone before it.
 Intents are never removed, so that stays true across any number of resumes.
+
+A partial last line is what a process killed mid-write leaves (before that request went
+out), and is cut. Any other line that is not a JSON object means the file was damaged: the
+journal can no longer say what the run sent, so reading it is an error naming the line.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
+import structlog
 
 from .appendlog import AppendLog
-from .errors import ConfigError
+from .errors import ConfigError, StorageError, os_error_text
 from .model import Record
 
-__all__ = ["RunJournal", "journal_path", "pending_intents"]
+__all__ = ["RunJournal", "journal_meta", "journal_path", "pending_intents"]
+
+log = structlog.get_logger("engine")
 
 _FORMAT = "ghl-migrate-journal/1"
+_SUFFIX = ".journal"
+#: meta fields that describe a run without having to match on resume
+_DIGESTS, _EPHEMERAL = "job_sha256", "ephemeral"
 
 
 def journal_path(report_path: str) -> str:
     """The journal file that belongs to ``report_path``."""
-    return f"{report_path}.journal"
+    return f"{report_path}{_SUFFIX}"
+
+
+def _report_of(path: str) -> str:
+    return path[: -len(_SUFFIX)] if path.endswith(_SUFFIX) else path
+
+
+def _corrupted(path: str, number: int, what: str) -> ConfigError:
+    line = "line 1 (the run's description)" if number == 1 else f"line {number}"
+    return ConfigError(
+        f"journal {path}, {line}: {what}, so it can no longer say what the run sent; restore "
+        f"it from a backup, or start a new run with another --report path"
+    )
 
 
 def _read(path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The run description and every intent of a journal; torn lines are skipped."""
+    """The run description and every intent of a journal.
+
+    A partial last line is skipped; any other damaged line is a ``ConfigError``."""
     meta: dict[str, Any] | None = None
     intents: list[dict[str, Any]] = []
-    with open(path, "rb") as fh:
-        for number, line in enumerate(fh):
-            try:
-                item = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a torn last line
-            if not isinstance(item, dict):
-                continue
-            if number == 0:
-                meta = item
-            elif isinstance(item.get("intent"), str):
-                intents.append(item)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"journal {path}: cannot be read ({os_error_text(exc)})") from None
+    lines = data.split(b"\n")
+    lines.pop()  # after the last newline: empty, or a partial line (killed mid-write)
+    for number, line in enumerate(lines, start=1):
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise _corrupted(path, number, "not valid JSON") from None
+        if not isinstance(item, dict):
+            raise _corrupted(path, number, "not a JSON object")
+        if number == 1:
+            meta = item
+        elif isinstance(item.get("intent"), str):
+            intents.append(item)
     return meta, intents
+
+
+def journal_meta(path: str) -> dict[str, Any] | None:
+    """The run description (first line) of the journal at ``path``; None when the file is
+    missing or empty. Raises ``ConfigError`` when it is damaged or not a journal."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    meta, _ = _read(path)
+    if meta is None:
+        return None  # only a partial first line: killed while starting
+    if meta.get("format") != _FORMAT:
+        raise ConfigError(f"{path} is not a ghl-migrate journal")
+    return meta
 
 
 def pending_intents(path: str, *, action: str | None = None) -> set[str]:
@@ -71,23 +117,34 @@ def _describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) ->
 
 
 class RunJournal:
-    """Append-only intents for one report, checked against the run that made it."""
+    """Append-only intents for one report, checked against the run that made it.
+
+    ``meta`` is what a resumed run must share with the run it continues; ``digests`` are
+    ``(file name, SHA-256 hex)`` of the job files, which must be unchanged too; ``ephemeral``
+    notes that the run's server does not outlive it.
+    """
 
     def __init__(
         self,
         path: str,
         meta: Mapping[str, Any],
         *,
+        digests: Sequence[tuple[str, str]] | None = None,
+        ephemeral: bool = False,
         sync_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self._meta = {"format": _FORMAT, **meta}
+        self._digests = None if digests is None else sorted(digests)
+        self._ephemeral = ephemeral
         self._intents: set[str] = set()
         self._log = AppendLog(path, sync_interval=sync_interval, clock=clock)
 
     def open(self, *, resume: bool) -> None:
-        """Start a new journal, or (``resume``) check and continue an existing one."""
+        """Start a new journal, or (``resume``) check and continue an existing one.
+
+        Raises ``ConfigError`` (naming the file) when it cannot be used."""
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
         if exists:
             if not resume:
@@ -97,22 +154,67 @@ class RunJournal:
                 )
             meta, intents = _read(self.path)
             self._intents = {item["intent"] for item in intents}
-            if meta is None or meta.get("format") != _FORMAT:
-                raise ConfigError(f"{self.path} is not a ghl-migrate journal; refusing to mix")
-            if mismatch := _describe_mismatch(meta, self._meta):
-                raise ConfigError(
-                    f"{self.path} belongs to a different run ({mismatch}); "
-                    "resume with the same job files and options, or choose another --report path"
-                )
+            # No complete line at all (killed while describing the run): nothing was sent.
+            if meta is not None:
+                self._check(meta)
+        self._start(resumed=exists)
+
+    def _check(self, meta: Mapping[str, Any]) -> None:
+        if meta.get("format") != _FORMAT:
+            raise ConfigError(f"{self.path} is not a ghl-migrate journal; refusing to mix")
+        if mismatch := _describe_mismatch(meta, self._meta):
+            raise ConfigError(
+                f"{self.path} belongs to a different run ({mismatch}); "
+                "resume with the same job files and options, or choose another --report path"
+            )
+        self._check_digests(meta)
+
+    def _start(self, *, resumed: bool) -> None:
         # A torn last line (killed while noting an intent, so before that request was sent)
         # is cut, so that the next intent is a line of its own.
-        if self._log.open():
-            self._log.write(orjson.dumps(self._meta) + b"\n")
-            self._log.sync()
+        try:
+            new = self._log.open()
+        except OSError as exc:
+            raise ConfigError(
+                f"journal {self.path}: cannot be opened for writing ({os_error_text(exc)}); "
+                + ("make it writable, then resume again" if resumed else "choose another --report")
+            ) from None
+        if new:
+            described = {**self._meta, _EPHEMERAL: self._ephemeral}
+            if self._digests is not None:
+                described[_DIGESTS] = self._digests
+            try:
+                self._log.write(orjson.dumps(described) + b"\n")
+                self._log.sync()
+            except StorageError as exc:
+                self._log.close()  # a failed log closes without syncing again
+                raise ConfigError(f"{exc}; nothing was sent") from None
+
+    def _check_digests(self, meta: Mapping[str, Any]) -> None:
+        if self._digests is None:
+            return
+        earlier = meta.get(_DIGESTS)
+        if not isinstance(earlier, list):
+            log.warning(
+                f"{self.path} was written by an earlier release that did not record the job "
+                "files' contents: they cannot be checked against that run's"
+            )
+            return
+        before = {tuple(pair) for pair in earlier if isinstance(pair, list)}
+        changed = sorted({name for name, digest in self._digests if (name, digest) not in before})
+        if changed:
+            report = _report_of(self.path)
+            raise ConfigError(
+                f"job file {', '.join(changed)} changed since the run that wrote {report} "
+                "started: restore the original and --resume, or start a new run with "
+                f"another --report path (rollback {report} still undoes what that run created)"
+            )
 
     def intent(self, record: Record, fields: Mapping[str, str]) -> None:
-        """Note, before sending it, that a write for ``record`` is about to go out."""
-        # Flushed to the OS before the request leaves: survives kill -9.
+        """Note, before sending it, that a write for ``record`` is about to go out.
+
+        Raises ``StorageError`` when it cannot be noted: the write must then not be sent."""
+        # Handed to the OS before the request leaves: survives kill -9.
         self._log.write(
             orjson.dumps({"intent": record.ident, "source": record.source, **fields}) + b"\n"
         )
@@ -126,5 +228,5 @@ class RunJournal:
         self._log.sync()
 
     def close(self) -> None:
-        """Sync and close."""
+        """Sync and close (raises ``StorageError`` when the final sync fails)."""
         self._log.close()

@@ -14,6 +14,7 @@ are prefixed with ``'``, and so are cells that start with ``'`` themselves, so t
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import enum
 import io
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 
 from .appendlog import AppendLog
-from .errors import ConfigError
+from .errors import ConfigError, StorageError, os_error_text
 
 __all__ = [
     "ReportFormat",
@@ -115,9 +116,21 @@ class ReportWriter:
         self.rows_written = 0
 
     def open(self) -> None:
-        """Open for appending; a new or empty file gets the header first."""
-        if self._log.open() and (header := self._enc.header()):
-            self._log.write(header.encode())
+        """Open for appending; a new or empty file gets the header first.
+
+        Raises ``ConfigError`` naming the file when it cannot be opened or written."""
+        try:
+            new = self._log.open()
+        except OSError as exc:
+            raise ConfigError(
+                f"report {self.path}: cannot be opened for writing ({os_error_text(exc)})"
+            ) from None
+        if new and (header := self._enc.header()):
+            try:
+                self._log.write(header.encode())
+            except StorageError as exc:
+                self._log.close()
+                raise ConfigError(f"{exc}; nothing was sent") from None
 
     def write(self, row: Row) -> None:
         """Append one row and hand it to the OS; sync to disk at most every interval."""
@@ -134,18 +147,27 @@ class ReportWriter:
 
 
 def write_report_atomically(path: str, columns: Sequence[str], rows: Iterable[Row]) -> int:
-    """Replace ``path`` with exactly ``rows`` (temporary file, fsync, rename). Returns the count."""
+    """Replace ``path`` with exactly ``rows`` (temporary file, fsync, rename). Returns the count.
+
+    Raises ``StorageError`` when it cannot (a full disk, say), leaving ``path`` as it was."""
     enc = _Encoder(report_format(path), columns)
     tmp = f"{path}.tmp-{os.getpid()}"
     count = 0
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(enc.header())
-        for row in rows:
-            fh.write(enc.encode(row))
-            count += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(enc.header())
+            for row in rows:
+                fh.write(enc.encode(row))
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        # The file at ``path`` is untouched: whatever it held stays the report.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StorageError(path, exc) from exc
     directory = os.path.dirname(os.path.abspath(path))
     try:
         dir_fd = os.open(directory, os.O_RDONLY)

@@ -16,23 +16,36 @@ row per input record.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import errno
+import hashlib
 import os
 import signal
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from typing import Any, Protocol
 
 import anyio
 import structlog
 
 from .client import Client, TokenLookup
-from .errors import ConfigError, HTTPStatusError, RecordError, RequestError, RunStopped
+from .errors import (
+    ConfigError,
+    HTTPStatusError,
+    RecordError,
+    RequestError,
+    RunStopped,
+    StorageError,
+    os_error_text,
+)
 from .job import JobKind, Journal
-from .journal import RunJournal, journal_path
+from .journal import RunJournal, journal_meta, journal_path
 from .limiter import DailyLimitExhausted, LocationGates
+from .lock import FileLock
 from .model import FAILED, INVALID, NOT_RUN, Outcome, Record
 from .report import ReportWriter, read_report, report_format, write_report_atomically
 from .retry import RetryPolicy
@@ -58,6 +71,8 @@ GENERIC_COLUMNS = frozenset(
 )
 
 _INVALID_IDENT = "\x00invalid:"
+#: how a report row of a record no longer in the job files is marked when it is kept
+_KEPT = "kept from an earlier run of this report: no longer in the job files"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +94,10 @@ class RunConfig:
     drain_timeout: float | None = None
     #: install SIGINT/SIGTERM handlers (the CLI does; a library caller usually does not)
     handle_signals: bool = False
+    #: the server lives no longer than the run (an embedded sandbox): nothing the run does
+    #: outlives it, so its journal says so, a later ephemeral run may replace its report (a
+    #: resume starts over), and a rollback refuses it. A real run's report is never replaced.
+    ephemeral: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,6 +193,28 @@ def _parse(kind: JobKind, row: SourceRow) -> tuple[Record, str]:
         return kind.invalid_record(row.source, row.values), str(exc)
 
 
+def _digests(paths: Sequence[str]) -> list[tuple[str, str]]:
+    """(file name, SHA-256 hex) of each job file."""
+    digests = []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({os_error_text(exc)})") from None
+        digests.append((os.path.basename(path), digest))
+    return digests
+
+
+def _read_existing(path: str) -> list[dict[str, str]]:
+    try:
+        return read_report(path)
+    except OSError as exc:
+        raise ConfigError(f"report {path}: cannot be read ({os_error_text(exc)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"report {path}: not UTF-8, so not a report this tool wrote") from None
+
+
 def _round_robin(records: Sequence[Record], indexes: Sequence[int]) -> Iterator[int]:
     by_location: dict[str, list[int]] = defaultdict(list)
     for index in indexes:
@@ -217,6 +258,11 @@ class Runner:
         self._records: list[Record] = []
         self._index: dict[str, int] = {}
         self._writer: ReportWriter | None = None
+        self._lock: FileLock | None = None
+        #: settled rows of records no longer in the job: kept at the end of the report
+        self._kept: list[dict[str, str]] = []
+        #: the first report or journal write that failed (the run stops sending at once)
+        self._storage_error: StorageError | None = None
         self._client: Client | None = None
         self._work_scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -234,8 +280,12 @@ class Runner:
             self._tg.start_soon(self._drain_deadline)
 
     async def run(self) -> RunResult:
-        """Carry out the job and return every outcome. Raises ``ConfigError`` before
-        anything is sent when the job files or the report cannot be used."""
+        """Carry out the job and return every outcome.
+
+        Raises ``ConfigError`` before anything is sent when the job files or the report
+        cannot be used (``LockHeld`` when another process is using the report), and
+        ``StorageError`` after the run when its report or journal could not be written: it
+        then stopped sending at once, and a resume continues it."""
         if self._state is not _State.NEW:
             raise RuntimeError("a Runner runs once; create a new one")
         self._state = _State.RUNNING
@@ -247,7 +297,19 @@ class Runner:
         self._records = records
         self._outcomes = [known.get(i) for i in range(len(records))]
         self._index = {r.ident: i for i, r in enumerate(records)}
-        journal = self._open_report()
+        journal = self._open_report()  # holds the report's lock from here on
+        try:
+            result = await self._run(started, journal)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+        self._state = _State.DONE
+        if self._storage_error is not None:
+            raise self._stopped_by_storage(self._storage_error)
+        return result
+
+    async def _run(self, started: float, journal: Journal) -> RunResult:
+        records = self._records
         owned = self._transport is None
         transport = self._transport or AiohttpTransport(
             timeout=self._config.timeout, limit=self._config.concurrency
@@ -269,6 +331,11 @@ class Runner:
             locations=len({records[i].location_id for i in todo}),
             concurrency=self._config.concurrency,
         )
+        if self._kept:
+            log.warning(
+                f"{len(self._kept)} settled row(s) of {self._config.report} belong to records "
+                "no longer in the job files; they are kept at the end of the report"
+            )
         if self._observer is not None:
             self._observer.started(len(records), len(records) - len(todo))
         try:
@@ -278,7 +345,6 @@ class Runner:
                 result = self._finish(started, journal)
                 if owned:
                     await transport.aclose()
-        self._state = _State.DONE
         return result
 
     # -- setup ----------------------------------------------------------------------------
@@ -288,36 +354,103 @@ class Runner:
         if path is None:
             return _NullJournal()
         report_format(path)  # refuse an unknown extension before anything else
+        if os.path.isdir(path):
+            raise ConfigError(f"report {path} is a folder: give a file path ({path}/out.csv?)")
+        self._lock = FileLock(path, what="report")
+        self._lock.acquire()
+        try:
+            return self._open_files(path)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open_files(self, path: str) -> RunJournal:
+        """Check the report and journal against this run and open both, or raise
+        ``ConfigError`` having sent nothing (and left no file behind that it made)."""
+        self._replace_ephemeral(path)
         exists = os.path.exists(path)
         if exists and not self._config.resume:
             raise ConfigError(
                 f"report {path} already exists and may be the only record of what a run "
                 "created: pass --resume to continue that run, or choose another --report path"
             )
-        meta: dict[str, Any] = {
-            "kind": self._kind.name,
-            **self._kind.identity(),
-            "job_files": sorted(os.path.basename(p) for p in self._config.job_files),
-        }
         if exists and not os.path.exists(journal_path(path)):
             raise ConfigError(
                 f"report {path} has no journal ({journal_path(path)}) beside it, so it cannot "
                 "be checked against this job or resumed exactly; put the journal back, or "
                 "choose another --report path"
             )
-        journal = RunJournal(journal_path(path), meta)
-        journal.open(resume=self._config.resume)
-        if exists:
-            self._carry_over(read_report(path))
+        meta: dict[str, Any] = {
+            "kind": self._kind.name,
+            **self._kind.identity(),
+            "job_files": sorted(os.path.basename(p) for p in self._config.job_files),
+        }
+        made = [p for p in (path, journal_path(path)) if not os.path.lexists(p)]
+        journal = RunJournal(
+            journal_path(path),
+            meta,
+            # Records handed over directly (a rollback's plan) are not read from the files
+            # named, so only records read from job files are held to those files' contents.
+            digests=_digests(self._config.job_files) if self._given is None else None,
+            ephemeral=self._config.ephemeral,
+        )
         self._writer = ReportWriter(path, self._kind.columns)
-        self._writer.open()
-        for outcome in self._outcomes:
-            if outcome is not None and outcome.status == INVALID and not exists:
-                self._writer.write(self._row(outcome))
+        try:
+            journal.open(resume=self._config.resume)
+            if exists:
+                self._carry_over(_read_existing(path))
+            self._writer.open()
+            for outcome in self._outcomes:
+                if outcome is not None and outcome.status == INVALID and not exists:
+                    self._writer.write(self._row(outcome))
+        except (ConfigError, StorageError) as exc:
+            for log_file in (journal, self._writer):
+                with contextlib.suppress(StorageError):
+                    log_file.close()
+            self._writer = None
+            for made_here in made:
+                with contextlib.suppress(OSError):
+                    os.unlink(made_here)
+            if isinstance(exc, StorageError):
+                raise ConfigError(f"{exc}; nothing was sent") from None
+            raise
         return journal
 
+    def _replace_ephemeral(self, path: str) -> None:
+        """A report of an ephemeral run records nothing that still exists: the next
+        ephemeral run replaces it (saying so); any other run leaves it alone."""
+        earlier = journal_meta(journal_path(path))
+        if earlier is None or earlier.get("ephemeral") is not True:
+            return
+        if not self._config.ephemeral:
+            raise ConfigError(
+                f"report {path} came from a run against a throwaway server (an embedded "
+                "sandbox), so it records nothing real; choose another --report path"
+            )
+        if self._config.resume:
+            log.warning(
+                f"starting {path} over: the throwaway server its run used is gone, with all "
+                "it held, so that run cannot be resumed"
+            )
+        else:
+            log.warning(
+                f"replacing {path}: it came from a run against a throwaway server (an "
+                "embedded sandbox), which kept nothing"
+            )
+        for old in (path, journal_path(path)):
+            try:
+                os.unlink(old)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise ConfigError(f"cannot replace {old} ({os_error_text(exc)})") from None
+
     def _carry_over(self, rows: list[dict[str, str]]) -> None:
-        """Keep the final outcomes of an earlier run of this job; the rest run again."""
+        """Keep the final outcomes of an earlier run of this job; the rest run again.
+
+        Settled rows of records that are no longer in the job are kept too, at the end of
+        the report: a fact such as "created" must never fall out of it (rollback reads it).
+        """
         latest: dict[str, dict[str, str]] = {}
         for row in rows:
             # Invalid rows are decided afresh from the job files (the row may have been fixed).
@@ -327,7 +460,13 @@ class Runner:
                 latest.pop(self._kind.row_ident(row), None)
         for ident, row in latest.items():
             index = self._index.get(ident)
-            if index is None or self._outcomes[index] is not None:
+            if index is None:
+                error = row.get("error", "")
+                if not error.startswith(_KEPT):
+                    row["error"] = f"{_KEPT}; {error}" if error else _KEPT
+                self._kept.append(row)
+                continue
+            if self._outcomes[index] is not None:
                 continue
             record = self._records[index]
             own = self._kind.report_fields(record)
@@ -375,6 +514,9 @@ class Runner:
             return await self._kind.process(record, context)
         except RunStopped:
             return Outcome(record=record, status=NOT_RUN, error="stopped before it was sent")
+        except StorageError as exc:  # the journal could not note the write: never sent
+            self._storage_failed(exc)
+            return Outcome(record=record, status=NOT_RUN, error=f"not sent: {exc}")
         except DailyLimitExhausted:
             return Outcome(
                 record=record,
@@ -401,7 +543,10 @@ class Runner:
         if outcome.status != NOT_RUN:
             self._processed += 1
         if self._writer is not None:
-            self._writer.write(self._row(outcome))
+            try:
+                self._writer.write(self._row(outcome))
+            except StorageError as exc:
+                self._storage_failed(exc)
         if self._observer is not None:
             self._observer.finished(outcome)
 
@@ -437,6 +582,26 @@ class Runner:
         if self._work_scope is not None:
             self._work_scope.cancel()
 
+    def _storage_failed(self, exc: StorageError) -> None:
+        """The report or journal cannot be written: send nothing more."""
+        if self._storage_error is None:
+            self._storage_error = exc
+            self.stop()
+
+    def _stopped_by_storage(self, exc: StorageError) -> StorageError:
+        report = self._config.report
+        remedy = (
+            "free some space"
+            if exc.error.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "put that right"
+        )
+        return StorageError(
+            exc.path,
+            exc.error,
+            advice=f"the run stopped and sent nothing more; {remedy}, then run the same "
+            f"command with --resume ({report} and its journal hold everything done so far)",
+        )
+
     # -- the end --------------------------------------------------------------------------
 
     def _finish(self, started: float, journal: Journal) -> RunResult:
@@ -451,12 +616,21 @@ class Runner:
                 self._outcomes[index] = outcome
             outcomes.append(outcome)
         if self._writer is not None:
-            self._writer.close()
-            write_report_atomically(
-                self._writer.path, self._kind.columns, (self._row(o) for o in outcomes)
-            )
+            try:
+                self._writer.close()
+            except StorageError as exc:
+                self._storage_failed(exc)
+            rows = chain((self._row(o) for o in outcomes), self._kept)
+            try:
+                write_report_atomically(self._writer.path, self._kind.columns, rows)
+            except StorageError as exc:
+                # The append-only report stays: every row written so far, last one wins.
+                self._storage_failed(exc)
         if isinstance(journal, RunJournal):
-            journal.close()
+            try:
+                journal.close()
+            except StorageError as exc:
+                self._storage_failed(exc)
         counts = Counter(o.status for o in outcomes)
         failed_by_location = Counter(
             o.record.location_id for o in outcomes if o.status not in self._kind.ok_statuses

@@ -12,6 +12,7 @@ import stamina
 import structlog
 
 from jobs.sandbox import Sandbox, SandboxConfig
+from tests.fakes import ReadOnly
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +45,14 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     """A running sandbox with the documented limits and no faults."""
     async with Sandbox(SandboxConfig()) as sb:
         yield sb
+
+
+@pytest.fixture
+def read_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[ReadOnly]:
+    """Make files and folders read-only for the test, even when it runs as root."""
+    fake = ReadOnly(monkeypatch)
+    yield fake
+    fake.restore()
 
 
 @pytest.fixture

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import builtins
+import errno
+import os
+import stat
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from engine import Request, Response
 
@@ -91,3 +97,85 @@ class FakeTransport:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+
+class ReadOnly:
+    """Read-only files and folders that bind root too, for the engine's file code.
+
+    ``chmod`` does not stop root, and tests may run as root; so, besides removing the write
+    permission for real, this fake makes ``os.open`` (which the engine uses for every file
+    it writes), ``open`` for writing, ``os.unlink`` and ``os.replace`` refuse with
+    ``EACCES`` what a read-only file or folder would refuse to anyone else. ``restore`` puts
+    the permissions back.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._files: set[str] = set()
+        self._folders: set[str] = set()
+        self._modes: dict[str, int] = {}
+        real_open, real_unlink, real_replace = os.open, os.unlink, os.replace
+
+        def refused(path: str) -> PermissionError:
+            return PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+        def fake_open(path: Any, flags: int, mode: int = 0o777, **kw: Any) -> int:
+            full = os.path.abspath(path)
+            if flags & _WRITE_FLAGS:
+                if full in self._files:
+                    raise refused(path)
+                if os.path.dirname(full) in self._folders and not os.path.exists(full):
+                    raise refused(path)
+            return real_open(path, flags, mode, **kw)
+
+        def fake_unlink(path: Any, **kw: Any) -> None:
+            if os.path.dirname(os.path.abspath(path)) in self._folders:
+                raise refused(path)
+            real_unlink(path, **kw)
+
+        def fake_replace(src: Any, dst: Any, **kw: Any) -> None:
+            for path in (src, dst):
+                if os.path.dirname(os.path.abspath(path)) in self._folders:
+                    raise refused(path)
+            real_replace(src, dst, **kw)
+
+        real_builtin_open = builtins.open
+
+        def fake_builtin_open(file: Any, mode: str = "r", *args: Any, **kw: Any) -> Any:
+            if isinstance(file, str | os.PathLike) and set(mode) & set("wax+"):
+                full = os.path.abspath(file)
+                if full in self._files or (
+                    os.path.dirname(full) in self._folders and not os.path.exists(full)
+                ):
+                    raise refused(os.fspath(file))
+            return real_builtin_open(file, mode, *args, **kw)
+
+        monkeypatch.setattr(os, "open", fake_open)
+        monkeypatch.setattr(builtins, "open", fake_builtin_open)
+        monkeypatch.setattr(os, "unlink", fake_unlink)
+        monkeypatch.setattr(os, "replace", fake_replace)
+
+    def _chmod(self, path: str, mode: int) -> None:
+        self._modes.setdefault(path, stat.S_IMODE(os.stat(path).st_mode))
+        os.chmod(path, mode)
+
+    def file(self, path: str | os.PathLike[str]) -> None:
+        """Make a file read-only."""
+        full = os.path.abspath(path)
+        self._files.add(full)
+        self._chmod(full, 0o444)
+
+    def folder(self, path: str | os.PathLike[str]) -> None:
+        """Make a folder read-only: nothing can be created in it or removed from it."""
+        full = os.path.abspath(path)
+        self._folders.add(full)
+        self._chmod(full, 0o555)
+
+    def restore(self) -> None:
+        """Give back the write permissions (so that the test's folder can be cleaned up)."""
+        for path, mode in self._modes.items():
+            os.chmod(path, mode)
+        self._files.clear()
+        self._folders.clear()

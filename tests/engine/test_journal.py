@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import orjson
 import pytest
 
-from engine import ConfigError, Record, journal_path, pending_intents
+from engine import ConfigError, Record, StorageError, journal_path, pending_intents
 from engine.journal import RunJournal
 from tests.fakes import FakeClock
 
@@ -44,7 +44,7 @@ def test_new_journal_starts_with_the_run_description(tmp_path: Path) -> None:
 
     lines = path.read_bytes().splitlines()
     assert len(lines) == 1
-    assert orjson.loads(lines[0]) == {"format": "ghl-migrate-journal/1", **META}
+    assert orjson.loads(lines[0]) == {"format": "ghl-migrate-journal/1", **META, "ephemeral": False}
 
 
 def test_intents_are_in_the_file_before_close(tmp_path: Path) -> None:
@@ -224,3 +224,93 @@ def test_intents_sync_at_most_once_per_interval(
     clock.now = 2.5
     journal.close()
     assert synced_at == [1.0, 2.5]
+
+
+DIGESTS = [("jobs.csv", "a" * 64)]
+
+
+def test_resume_with_an_edited_job_file_is_refused_naming_it(tmp_path: Path) -> None:
+    """A job file of the same name whose contents changed is refused, with what to do next."""
+    path = tmp_path / "out.csv.journal"
+    RunJournal(str(path), META, digests=DIGESTS).open(resume=False)
+    before = path.read_bytes()
+
+    with pytest.raises(ConfigError) as info:
+        RunJournal(str(path), META, digests=[("jobs.csv", "b" * 64)]).open(resume=True)
+
+    message = str(info.value)
+    assert f"job file jobs.csv changed since the run that wrote {tmp_path / 'out.csv'}" in message
+    assert "restore the original and --resume" in message
+    assert "another --report" in message
+    assert f"rollback {tmp_path / 'out.csv'}" in message
+    assert path.read_bytes() == before
+
+
+def test_resume_with_the_same_contents_goes_on(tmp_path: Path) -> None:
+    """The same names and contents resume as before."""
+    path = tmp_path / "out.csv.journal"
+    RunJournal(str(path), META, digests=DIGESTS).open(resume=False)
+
+    RunJournal(str(path), META, digests=list(DIGESTS)).open(resume=True)
+
+
+def test_a_journal_without_digests_resumes_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A journal of the previous release (no digests) still resumes, warning on one line."""
+    path = tmp_path / "out.csv.journal"
+    path.write_bytes(orjson.dumps({"format": "ghl-migrate-journal/1", **META}) + b"\n")
+
+    journal = RunJournal(str(path), META, digests=DIGESTS)
+    journal.open(resume=True)
+    journal.close()
+
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "cannot be checked" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "line"),
+    [
+        (lambda lines: [lines[0], b"{not json", *lines[1:]], 2),
+        (lambda lines: [lines[0], b"[1, 2]", *lines[1:]], 2),
+        (lambda lines: [b'{"format": "ghl-migrate-jou', *lines[1:]], 1),
+    ],
+    ids=["middle-not-json", "middle-not-an-object", "first-line"],
+)
+def test_a_damaged_line_is_an_error_naming_file_and_line(
+    tmp_path: Path, damage: Callable[[list[bytes]], list[bytes]], line: int
+) -> None:
+    """A damaged line that is not the last is a ConfigError naming the file and line."""
+    path = tmp_path / "out.csv.journal"
+    journal = opened(path, resume=False)
+    journal.intent(record("r1"), {"action": "create"})
+    journal.close()
+    path.write_bytes(b"\n".join(damage(path.read_bytes().splitlines())) + b"\n")
+
+    with pytest.raises(ConfigError, match=rf"journal {path}, line {line}\b.*restore it"):
+        opened(path, resume=True)
+    with pytest.raises(ConfigError, match=rf"line {line}\b"):
+        pending_intents(str(path))
+
+
+def test_a_full_disk_when_starting_is_a_config_error(tmp_path: Path) -> None:
+    """A journal that cannot be written when the run starts: ConfigError, nothing sent."""
+    path = tmp_path / "out.csv.journal"
+    path.symlink_to("/dev/full")
+
+    with pytest.raises(ConfigError, match=r"cannot write .*: the disk is full; nothing was sent"):
+        opened(path, resume=False)
+
+
+def test_a_full_disk_mid_run_fails_this_intent_and_every_later_one(tmp_path: Path) -> None:
+    """An intent that cannot be written raises StorageError, and so does every later one."""
+    path = tmp_path / "out.csv.journal"
+    journal = opened(path, resume=False)
+    os.dup2(os.open("/dev/full", os.O_WRONLY), journal._log._fd)  # type: ignore[arg-type]
+
+    for ident in ("r1", "r2"):
+        with pytest.raises(StorageError, match="the disk is full"):
+            journal.intent(record(ident), {})
+    journal.close()  # closes without trying to sync what failed
