@@ -12,10 +12,13 @@
 
 from __future__ import annotations
 
-import anyio
+import contextlib
+import os
+from dataclasses import replace
 
 from engine import (
     ConfigError,
+    FileLock,
     Observer,
     RunConfig,
     RunResult,
@@ -53,12 +56,10 @@ async def run_job(
     location it is asked about; ``base_url`` and tokens are then ignored.
     """
     if sandbox is not None:
-        if config.resume and config.report and await anyio.Path(config.report).exists():
-            raise ConfigError(
-                f"report {config.report} came from an embedded sandbox, which starts empty "
-                "every time, so it cannot be resumed; for resumable practice runs start "
-                "`ghl-migrate sandbox` and pass --base-url and --tokens"
-            )
+        # The embedded sandbox starts empty and is gone when the run ends: its report may be
+        # replaced by the next sandbox run (and a resume starts over), and is never rolled
+        # back. For resumable practice runs, start `ghl-migrate sandbox` and use --base-url.
+        config = replace(config, ephemeral=True)
         async with Sandbox(sandbox) as fake:
             kind = AssociationsJob(api=api, base_url=fake.url)
             return await run(
@@ -73,18 +74,51 @@ async def rollback_job(
     plan: RollbackPlan,
     config: RunConfig,
     *,
-    api: Api | str = Api.ASSOCIATIONS,
-    base_url: str = DEFAULT_BASE_URL,
+    api: Api | str | None = None,
+    base_url: str | None = None,
     tokens_file: str | None = None,
     tokens: TokenLookup | None = None,
     transport: Transport | None = None,
     observer: Observer | None = None,
 ) -> RunResult:
     """Carry out a rollback plan (see ``jobs.rollback.plan_rollback``): one delete per
-    ``created`` row, each checked against the key it had. ``config.job_files`` should name
-    the reports the plan came from (they identify the rollback in its journal)."""
-    kind = AssociationsJob(api=api, base_url=base_url)
+    ``created`` row, each checked against the key it had.
+
+    The deletes go to ``api`` and ``base_url`` when given, else to the server the plan's
+    journals record (``plan.server()`` says which, and why). ``config.job_files`` should name
+    the reports the plan came from (they identify the rollback in its journal). The reports
+    are locked while the rollback runs; one that changed since the plan was made (a run
+    resumed it meanwhile) is refused: plan again."""
+    server = plan.server(api=None if api is None else Api(api).value, base_url=base_url)
+    kind = AssociationsJob(api=server.api, base_url=server.base_url)
     lookup = tokens or load_tokens(tokens_file)
-    return await run(
-        kind, config, tokens=lookup, transport=transport, observer=observer, records=plan.records
-    )
+    with _hold_reports(plan, config.report):
+        return await run(
+            kind,
+            config,
+            tokens=lookup,
+            transport=transport,
+            observer=observer,
+            records=plan.records,
+        )
+
+
+def _hold_reports(plan: RollbackPlan, own_report: str | None) -> contextlib.ExitStack:
+    """Lock the plan's reports (no run may write them while their rollback runs) and check
+    they are still what the plan was made from."""
+    if own_report is not None and any(
+        os.path.abspath(own_report) == os.path.abspath(r) for r in plan.reports
+    ):
+        raise ConfigError(
+            f"--report {own_report} is one of the reports being rolled back: give the "
+            "rollback a report of its own"
+        )
+    held = contextlib.ExitStack()
+    try:
+        for path in plan.reports:
+            held.enter_context(FileLock(path, what="report", reading=True))
+        plan.check_unchanged()
+    except BaseException:
+        held.close()
+        raise
+    return held

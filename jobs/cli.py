@@ -24,7 +24,7 @@ from engine.cli import (
 from .api import rollback_job, run_job
 from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
-from .rollback import plan_rollback
+from .rollback import RollbackPlan, plan_rollback
 from .routes import Api
 from .sandbox import SandboxConfig, ServeError, serve
 
@@ -47,6 +47,41 @@ def _api_option(f: Any) -> Any:
         help="Route set: 'associations' (official /associations/ routes) or "
         "'objects-association' (the integration guide's routes).",
     )(f)
+
+
+def _rollback_api_option(f: Any) -> Any:
+    f = click.option(
+        "--base-url",
+        envvar="GHL_BASE_URL",
+        help="API root (env GHL_BASE_URL). Default: the one the run used, as its journal "
+        f"records it; without a journal, {DEFAULT_BASE_URL}.",
+    )(f)
+    return click.option(
+        "--api",
+        type=click.Choice([a.value for a in Api]),
+        help="Route set. Default: the one the run used, as its journal records it; without "
+        "a journal, 'associations'.",
+    )(f)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was set on the command line or in the environment."""
+    return ctx.get_parameter_source(name) in {
+        click.core.ParameterSource.COMMANDLINE,
+        click.core.ParameterSource.ENVIRONMENT,
+    }
+
+
+def _unsettled_warning(plan: RollbackPlan) -> str:
+    shown = ", ".join(str(u) for u in plan.unsettled[:5])
+    more = f" and {len(plan.unsettled) - 5} more" if len(plan.unsettled) > 5 else ""
+    reports = ", ".join(sorted({u.report for u in plan.unsettled}))
+    return (
+        f"warning: {len(plan.unsettled)} create(s) noted in the journal of {reports} have no "
+        f"final row ({shown}{more}): each may or may not exist, and rollback cannot delete "
+        "them without an id. If that run's job files are unchanged, resume it (run ... "
+        "--report REPORT --resume) and roll back again; otherwise check those keys by hand"
+    )
 
 
 def _tokens_option(f: Any) -> Any:
@@ -261,7 +296,7 @@ def sandbox_command(
     "-y", "--yes", is_flag=True, help="Delete without asking (needed when not on a terminal)."
 )
 @_tokens_option
-@_api_option
+@_rollback_api_option
 @report_options
 @rate_options
 @retry_options
@@ -271,15 +306,16 @@ def rollback_command(
     dry_run: bool,
     yes: bool,
     tokens: str | None,
-    api: str,
-    base_url: str,
+    api: str | None,
+    base_url: str | None,
     **options: Any,
 ) -> None:
     """Delete exactly the definitions that REPORTS list as created.
 
     Deleting a definition also deletes every record-level relation that uses it. Only rows
     whose outcome is 'created' are undone, each after checking that its id still has the
-    same key; 'exists' and everything else is never touched.
+    same key; 'exists' and everything else is never touched. The deletes go to the server
+    the run used, as its journal records it, unless --base-url or --api say otherwise.
 
     \b
     ghl-migrate rollback out.csv --dry-run
@@ -289,6 +325,20 @@ def rollback_command(
         plan = plan_rollback(reports)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    ctx = click.get_current_context()
+    explicit_api = api if _given(ctx, "api") else None
+    explicit_url = base_url if _given(ctx, "base_url") else None
+    server = plan.server(api=explicit_api, base_url=explicit_url)
+    for note in server.notes:
+        click.echo(note, err=True)
+    if plan.unsettled:
+        click.echo(_unsettled_warning(plan), err=True)
+    if not plan.records:
+        click.echo(
+            f"nothing to roll back: {', '.join(reports)} list(s) no definition as created",
+            err=True,
+        )
+        return
     counts = plan.by_location
     click.echo(
         f"rollback would delete {len(plan.records)} definition(s) in {len(counts)} location(s):",
@@ -296,21 +346,12 @@ def rollback_command(
     )
     for location, count in sorted(counts.items()):
         click.echo(f"  {location}: {count}", err=True)
-    if plan.unsettled:
-        click.echo(
-            f"warning: {plan.unsettled} create(s) were in flight when a run stopped; run it "
-            "again with --resume first so they are reported (and then rolled back)",
-            err=True,
-        )
     if dry_run:
         for record in plan.records:
             click.echo(
                 f"{record.location_id}\t{record.get('key')}\t{record.get('association_id')}"
                 f"\t{record.source}"
             )
-        return
-    if not plan.records:
-        click.echo("nothing to roll back", err=True)
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -323,7 +364,12 @@ def rollback_command(
 
     async def start(observer: Observer | None) -> RunResult:
         return await rollback_job(
-            plan, config, api=Api(api), base_url=base_url, tokens_file=tokens, observer=observer
+            plan,
+            config,
+            api=explicit_api,
+            base_url=explicit_url,
+            tokens_file=tokens,
+            observer=observer,
         )
 
     execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)

@@ -171,16 +171,6 @@ def test_readme_python_examples_compile(samples: Path) -> None:
                 assert hasattr(imported, name.strip()), f"{module}.{name.strip()}"
 
 
-def test_embedded_sandbox_runs_cannot_be_resumed(samples: Path, tmp_path: Path) -> None:
-    """--resume of a --sandbox run is refused with an explanation (the sandbox starts empty)."""
-    report = tmp_path / "out.csv"
-    job = str(samples / "onboarding.json")
-    assert invoke("run", job, "--sandbox", "--report", str(report))[0] == 0
-    code, _, err = invoke("run", job, "--sandbox", "--report", str(report), "--resume")
-    assert code == 2
-    assert "embedded sandbox" in err
-
-
 def test_report_without_its_journal_is_not_resumed(samples: Path, tmp_path: Path) -> None:
     """A report whose journal is gone cannot be checked, so --resume refuses it."""
     report = tmp_path / "out.csv"

@@ -51,7 +51,7 @@ def test_created_then_failed_is_not_undone(tmp_path: Path) -> None:
 
 
 def test_unsettled_intents_in_the_journal_are_counted(tmp_path: Path) -> None:
-    """Creates noted in the journal without a final row are flagged for a --resume first."""
+    """Creates noted in the journal without a final row are listed with location and key."""
     report = write(tmp_path / "run.csv", "jobs.csv:2,locA,create,k1,created,id1,201,1,")
     journal = tmp_path / "run.csv.journal"
     lines = [
@@ -61,7 +61,7 @@ def test_unsettled_intents_in_the_journal_are_counted(tmp_path: Path) -> None:
     ]
     journal.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
     plan = plan_rollback([report])
-    assert plan.unsettled == 1
+    assert [(u.location_id, u.key) for u in plan.unsettled] == [("locA", "k9")]
     assert [r.get("key") for r in plan.records] == ["k1"]
 
 
