@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = ["LoggedRequest", "SandboxConfig", "SandboxStats"]
 
@@ -37,12 +38,22 @@ class SandboxStats:
 
     requests: int = 0
     creates_applied: int = 0
-    duplicate_creates_applied: int = 0  # must stay 0: a create that made a key appear twice
     updates_applied: int = 0
     deletes_applied: int = 0
     throttled: int = 0  # 429s sent
     faults_injected: dict[str, int] = field(default_factory=dict)  # kind -> count
     cross_location_token_uses: int = 0  # answered 403
+    #: location -> key -> {"created": n, "deleted": m}: the creates and deletes the API
+    #: applied to each key over the sandbox's life (lost responses included, seeds not).
+    #: A key can be live once at most, so ``created - deleted`` above 1 means a duplicate.
+    writes_by_key: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+
+    def count_write(self, location_id: str, key: str, kind: Literal["created", "deleted"]) -> None:
+        """Count one applied create or delete of ``key`` in ``location_id``."""
+        counts = self.writes_by_key.setdefault(location_id, {}).setdefault(
+            key, {"created": 0, "deleted": 0}
+        )
+        counts[kind] += 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

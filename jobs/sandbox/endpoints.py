@@ -7,7 +7,6 @@ guard, query and body validation, then the store.
 from __future__ import annotations
 
 import uuid
-from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -123,18 +122,14 @@ class Endpoints:
 
     @staticmethod
     def _by_key(location: Location, key: str) -> Association:
-        for association in location.associations.values():
-            if association.key == key:
-                return association
-        raise ApiError(404, "Association not found")
+        found = location.with_key(key)
+        if found is None:
+            raise ApiError(404, "Association not found")
+        return found
 
     @staticmethod
     def _with_object(location: Location, object_key: str) -> web.Response:
-        found = [
-            a.to_json()
-            for a in location.associations.values()
-            if object_key in (a.first_object_key, a.second_object_key)
-        ]
+        found = [a.to_json() for a in location.with_object(object_key)]
         return json_response({"associations": found})
 
     # -- endpoints ---------------------------------------------------------------------
@@ -169,6 +164,7 @@ class Endpoints:
             conflict_status=conflict_status,
         )
         self._stats.creates_applied += 1
+        self._stats.count_write(location.id, created.key, "created")
         ctx.applied = True
         data = created.to_json()
         return json_response({"association": data} if wrap else data, status=201)
@@ -179,10 +175,10 @@ class Endpoints:
         assert location is not None
         skip, limit = int(query["skip"]), int(query["limit"])
         size = min(limit, self._config.page_cap) if self._config.page_cap > 0 else limit
-        items = list(location.associations.values())
-        page = [a.to_json() for a in items[skip : skip + size]]
+        page = [a.to_json() for a in location.page(skip, size)]
+        total = len(location.associations)
         trace_id = str(uuid.uuid4())
-        return json_response({"associations": page, "total": len(items), "traceId": trace_id})
+        return json_response({"associations": page, "total": total, "traceId": trace_id})
 
     async def _guide_list(self, request: web.Request, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
@@ -224,9 +220,7 @@ class Endpoints:
         if association.association_type == "SYSTEM_DEFINED":
             raise ApiError(400, "System defined associations cannot be updated")
         first, second = fields["firstObjectLabel"], fields["secondObjectLabel"]
-        updated = replace(association, first_object_label=first, second_object_label=second)
-        self._store.check(location, updated, conflict_status=400)
-        association.first_object_label, association.second_object_label = first, second
+        self._store.relabel(location, association, first, second)
         self._stats.updates_applied += 1
         ctx.applied = True
         return json_response(association.to_json())
@@ -238,6 +232,7 @@ class Endpoints:
             raise ApiError(400, "System defined associations cannot be deleted")
         self._store.delete(location, association)
         self._stats.deletes_applied += 1
+        self._stats.count_write(location.id, association.key, "deleted")
         ctx.applied = True
         message = "Association deleted successfully"
         return json_response({"deleted": True, "id": association.id, "message": message})

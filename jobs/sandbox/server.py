@@ -53,7 +53,7 @@ class Sandbox:
         self.config = config
         self.stats = SandboxStats()
         self.log: list[LoggedRequest] = []
-        self._store = Store(config, self.stats)
+        self._store = Store(config)
         self._pipeline = Pipeline(config, self._store, self.stats, self.log)
         self._endpoints = Endpoints(config, self._store, self.stats)
         self._runner: web.AppRunner | None = None

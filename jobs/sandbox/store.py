@@ -4,19 +4,29 @@ A location appears on first use, with a fresh token, the standard objects, the c
 custom objects and two SYSTEM_DEFINED associations. Creates and updates are refused the
 way the service refuses them (unknown objects, same-object twins, reused keys, reused
 label pairs).
+
+A location indexes its definitions by what the checks and routes look up (id, key, label
+pair, object key, position in creation order), so that no request scans them all: the
+sandbox answers as fast with 50,000 definitions in a location as with five.
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, TypeAlias
 
-from .config import SandboxConfig, SandboxStats
+from .config import SandboxConfig
+from .ranked import Ranked
 from .responses import ApiError
 
-__all__ = ["Association", "Location", "Object", "Store"]
+__all__ = ["Association", "Location", "Object", "Sides", "Store"]
+
+#: a definition's two (object key, label) pairs, sorted: its identity for "duplicate pair"
+Sides: TypeAlias = tuple[tuple[str, str], tuple[str, str]]
 
 _PIT_PREFIX = "pit-"  # private integration tokens look like "pit-..."
 _STANDARD_OBJECTS = (
@@ -73,10 +83,11 @@ class Association:
     association_type: Literal["USER_DEFINED", "SYSTEM_DEFINED"]
     created_at: str
 
-    def sides(self) -> list[tuple[str, str]]:
+    def sides(self) -> Sides:
         """The (object key, label) pairs, order-free, for the duplicate-pair check."""
         first = (self.first_object_key, self.first_object_label)
-        return sorted([first, (self.second_object_key, self.second_object_label)])
+        second = (self.second_object_key, self.second_object_label)
+        return (first, second) if first <= second else (second, first)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,23 +105,73 @@ class Association:
 
 @dataclass(slots=True, kw_only=True)
 class Location:
-    """One location (sub-account): its token, its objects and its definitions."""
+    """One location (sub-account): its token, its objects and its indexed definitions.
+
+    Definitions change only through :meth:`add`, :meth:`remove` and :meth:`relabel`, which
+    keep every index in step; :attr:`associations` is a read-only view.
+    """
 
     id: str
     token: str
     objects: dict[str, Object]
-    associations: dict[str, Association]  # by id, in creation order
+    _by_id: dict[str, Association] = field(default_factory=dict, init=False)  # creation order
+    _by_key: dict[str, Association] = field(default_factory=dict, init=False)
+    _by_sides: dict[Sides, Association] = field(default_factory=dict, init=False)
+    _by_object: dict[str, dict[str, Association]] = field(default_factory=dict, init=False)
+    _order: Ranked[Association] = field(default_factory=Ranked, init=False)
+
+    @property
+    def associations(self) -> Mapping[str, Association]:
+        """Every definition by id, in creation order (SYSTEM_DEFINED first)."""
+        return MappingProxyType(self._by_id)
+
+    def with_key(self, key: str) -> Association | None:
+        return self._by_key.get(key)
+
+    def with_sides(self, sides: Sides) -> Association | None:
+        return self._by_sides.get(sides)
+
+    def with_object(self, object_key: str) -> Iterable[Association]:
+        """The definitions with ``object_key`` on either side, in creation order."""
+        return self._by_object.get(object_key, {}).values()
+
+    def page(self, skip: int, size: int) -> list[Association]:
+        """Definitions ``skip`` to ``skip + size - 1`` in creation order."""
+        return self._order.page(skip, size)
+
+    def add(self, association: Association) -> None:
+        """Store a checked definition under every index."""
+        self._by_id[association.id] = association
+        self._by_key[association.key] = association
+        self._by_sides[association.sides()] = association
+        for object_key in (association.first_object_key, association.second_object_key):
+            self._by_object.setdefault(object_key, {})[association.id] = association
+        self._order.add(association.id, association)
+
+    def remove(self, association: Association) -> None:
+        """Drop a definition from every index."""
+        del self._by_id[association.id]
+        del self._by_key[association.key]
+        del self._by_sides[association.sides()]
+        for object_key in (association.first_object_key, association.second_object_key):
+            self._by_object[object_key].pop(association.id, None)
+        self._order.remove(association.id)
+
+    def relabel(self, association: Association, first: str, second: str) -> None:
+        """Change a definition's labels (already checked), and so its label-pair index."""
+        del self._by_sides[association.sides()]
+        association.first_object_label, association.second_object_label = first, second
+        self._by_sides[association.sides()] = association
 
 
 class Store:
     """Every location by id, which location each token is for, and who owns each id."""
 
-    def __init__(self, config: SandboxConfig, stats: SandboxStats) -> None:
+    def __init__(self, config: SandboxConfig) -> None:
         self.locations: dict[str, Location] = {}
         self.tokens: dict[str, str] = {}  # token -> location id
         self.owners: dict[str, str] = {}  # USER_DEFINED association id -> location id
         self._config = config
-        self._stats = stats
 
     def location(self, location_id: str) -> Location:
         """The location, created on first use."""
@@ -124,9 +185,9 @@ class Store:
             singular, plural = _labels_for(key)
             objects[key] = Object(key=key, singular=singular, plural=plural, standard=False)
         token = _PIT_PREFIX + secrets.token_urlsafe(24)
-        location = Location(id=location_id, token=token, objects=objects, associations={})
+        location = Location(id=location_id, token=token, objects=objects)
         for key, first, second in _SYSTEM_ASSOCIATIONS:
-            location.associations[key] = Association(
+            system = Association(
                 id=key,
                 location_id=location_id,
                 key=key,
@@ -137,6 +198,7 @@ class Store:
                 association_type="SYSTEM_DEFINED",
                 created_at=_SYSTEM_CREATED_AT,
             )
+            location.add(system)
         self.locations[location_id] = location
         self.tokens[token] = location_id
         return location
@@ -168,10 +230,8 @@ class Store:
             created_at=_now_iso(),
         )
         self.check(location, association, conflict_status=conflict_status)
-        location.associations[association.id] = association
+        location.add(association)
         self.owners[association.id] = location.id
-        if sum(a.key == key for a in location.associations.values()) > 1:
-            self._stats.duplicate_creates_applied += 1  # by construction never; counted anyway
         return association
 
     @staticmethod
@@ -180,14 +240,22 @@ class Store:
         twins = new.first_object_key == new.second_object_key
         if twins and new.first_object_label == new.second_object_label:
             raise ApiError(422, "Both object labels can not be same")
-        others = [a for a in location.associations.values() if a.id != new.id]
-        if any(a.key == new.key for a in others):
+        same_key = location.with_key(new.key)
+        if same_key is not None and same_key.id != new.id:
             raise ApiError(conflict_status, f"association with key {new.key} already exists")
-        sides = new.sides()
-        if any(a.sides() == sides for a in others):
+        same_sides = location.with_sides(new.sides())
+        if same_sides is not None and same_sides.id != new.id:
             raise ApiError(conflict_status, "duplicate pair of labels")
+
+    def relabel(
+        self, location: Location, association: Association, first: str, second: str
+    ) -> None:
+        """Check and apply new labels for a USER_DEFINED definition."""
+        updated = replace(association, first_object_label=first, second_object_label=second)
+        self.check(location, updated, conflict_status=400)
+        location.relabel(association, first, second)
 
     def delete(self, location: Location, association: Association) -> None:
         """Remove a definition from its location."""
-        del location.associations[association.id]
+        location.remove(association)
         self.owners.pop(association.id, None)

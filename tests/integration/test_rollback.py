@@ -73,7 +73,8 @@ async def test_rollback_skips_a_definition_whose_id_changed_key(
     await run_against(sandbox, write_job("jobs.csv", JOB), report=report)
     # Someone replaces LOC_A's property_owner: same key, new id.
     old = next(a for a in sandbox.snapshot()[LOC_A] if a["key"] == "property_owner")
-    sandbox._locations[LOC_A].associations.pop(old["id"])  # test-only surgery
+    location = sandbox._locations[LOC_A]  # test-only surgery: gone without an API call
+    sandbox._store.delete(location, location.associations[old["id"]])
     sandbox.add_association(
         LOC_A, key="property_owner", first_object_key="custom_objects.property",
         second_object_key="contact", first_object_label="Owned property",

@@ -17,8 +17,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jobs.sandbox import LoggedRequest, Sandbox, SandboxConfig
+from jobs.sandbox.ranked import Ranked
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSION = {"Version": "2021-07-28"}
@@ -170,7 +173,7 @@ async def test_official_duplicate_key_is_400(http: aiohttp.ClientSession) -> Non
         status, body, _ = await call(http, sb, "POST", "/associations", token=token, json=again)
         assert (status, body["message"]) == (400, "association with key owner_pet already exists")
         assert len(sb.snapshot()["L1"]) == 1
-        assert sb.stats.duplicate_creates_applied == 0
+        assert sb.stats.writes_by_key == {"L1": {"owner_pet": {"created": 1, "deleted": 0}}}
 
 
 async def test_same_objects_and_labels_under_another_key_is_400(
@@ -380,6 +383,13 @@ async def test_update_changes_labels_but_not_system_ones(http: aiohttp.ClientSes
         status, _, _ = await call(http, sb, "PUT", path, token=token, json=labels)
         assert status == 400
         assert sb.stats.updates_applied == 1
+        # the new label pair is taken, the old one (Contact, Pet) is free again
+        taken = official_body(key="k2")
+        status, body, _ = await call(http, sb, "POST", "/associations/", token=token, json=taken)
+        assert (status, body["message"]) == (400, "duplicate pair of labels")
+        free = official_body(key="k3", firstObjectLabel="Contact")
+        status, _, _ = await call(http, sb, "POST", "/associations/", token=token, json=free)
+        assert status == 201
 
 
 async def test_objects_lists_standard_and_custom_objects(http: aiohttp.ClientSession) -> None:
@@ -669,3 +679,92 @@ async def test_serve_runs_until_sigterm(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_writes_are_counted_per_key_over_the_sandbox_life(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Creates and deletes the API applied are counted per location and key, in /_sandbox/state."""
+    async with Sandbox() as sb:
+        token = sb.issue_token("L1")
+        sb.add_association(  # seeds are not the API's writes
+            "L1", key="seed", first_object_key="contact", second_object_key="custom_objects.pet"
+        )
+        for round_ in ("first", "again"):  # create, delete, create again
+            status, created, _ = await call(
+                http, sb, "POST", "/associations/", token=token, json=official_body()
+            )
+            assert status == 201
+            if round_ == "first":
+                path = f"/associations/{created['id']}"
+                assert (await call(http, sb, "DELETE", path, token=token))[0] == 200
+        refused = official_body(firstObjectLabel="Keeper")  # the key is live: refused, not counted
+        assert (await call(http, sb, "POST", "/associations/", token=token, json=refused))[0] == 400
+        async with http.get(sb.url + "/_sandbox/state") as resp:
+            stats = (await resp.json())["stats"]
+        assert stats["writes_by_key"] == {"L1": {"owner_pet": {"created": 2, "deleted": 1}}}
+        assert (stats["creates_applied"], stats["deletes_applied"]) == (2, 1)
+
+
+@pytest.mark.timeout(30)  # scanning every definition per create takes minutes at this size
+async def test_a_location_with_20000_definitions_answers_every_route(
+    http: aiohttp.ClientSession,
+) -> None:
+    """With 20,000 definitions seeded, creates, gets, pages and deletes stay correct (and quick)."""
+    async with Sandbox(SandboxConfig(rate_limit=0, daily_limit=0)) as sb:
+        token = sb.issue_token("L1")
+        pets = ("contact", "custom_objects.pet")
+        for i in range(20_000):
+            first, second = pets if i % 2 else ("contact", "custom_objects.property")
+            sb.add_association(
+                "L1", key=f"k{i}", first_object_key=first, second_object_key=second,
+                first_object_label=f"Owner {i}", second_object_label="Thing",
+            )  # fmt: skip
+        created = await call(
+            http, sb, "POST", "/associations/", token=token, json=official_body(key="new")
+        )
+        assert created[0] == 201
+        clash = official_body(
+            key="other", firstObjectLabel="Owner 19999", secondObjectLabel="Thing"
+        )
+        status, body, _ = await call(http, sb, "POST", "/associations/", token=token, json=clash)
+        assert (status, body["message"]) == (400, "duplicate pair of labels")
+        status, body, _ = await call(
+            http, sb, "GET", "/associations/key/k12345?locationId=L1", token=token
+        )
+        assert (status, body["firstObjectLabel"]) == (200, "Owner 12345")
+        for i in range(0, 20_000, 2):  # delete every other one: holes in the creation order
+            found = sb._locations["L1"].with_key(f"k{i}")
+            assert found is not None
+            status, _, _ = await call(http, sb, "DELETE", f"/associations/{found.id}", token=token)
+            assert status == 200
+        want = ["OPPORTUNITIES_CONTACTS_ASSOCIATION", "BUSINESSES_CONTACTS_ASSOCIATION"]
+        want += [f"k{i}" for i in range(1, 20_000, 2)] + ["new"]
+        for skip in (0, 4_990, 9_950, 10_000):
+            path = f"/associations/?locationId=L1&skip={skip}&limit=50"
+            status, body, _ = await call(http, sb, "GET", path, token=token)
+            assert status == 200
+            assert body["total"] == len(want) == 10_003
+            assert [a["key"] for a in body["associations"]] == want[skip : skip + 50]
+        path = "/associations/objectKey/custom_objects.pet?locationId=L1"
+        status, body, _ = await call(http, sb, "GET", path, token=token)
+        assert [a["key"] for a in body["associations"]] == want[2:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 10_000)), max_size=400))
+def test_ranked_pages_match_a_plain_list(steps: list[tuple[bool, int]]) -> None:
+    """Ranked's pages equal slices of a plain list under any mix of adds and removes."""
+    ranked: Ranked[str] = Ranked()
+    plain: list[str] = []
+    for n, (add, pick) in enumerate(steps):
+        if add or not plain:
+            ranked.add(f"i{n}", f"i{n}")
+            plain.append(f"i{n}")
+        else:
+            gone = plain.pop(pick % len(plain))
+            ranked.remove(gone)
+        skip, size = pick % (len(plain) + 2), 1 + pick % 60
+        assert ranked.page(skip, size) == plain[skip : skip + size]
+    assert len(ranked) == len(plain)
+    assert ranked.page(0, len(plain) + 1) == plain
