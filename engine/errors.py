@@ -4,10 +4,12 @@
 
     EngineError
       ├─ ConfigError          bad options or an unreadable job file → exit 2, nothing sent
-      │    └─ JobFileError    names the file, line and field
+      │    ├─ JobFileError    names the file, line and field
+      │    └─ LockHeld        another process runs on the same report (engine.lock)
       ├─ RecordError          one bad input row → reported ``invalid``, never sent
       ├─ RunStopped           the run is stopping (Ctrl-C, SIGTERM): the record is ``not_run``
       ├─ StorageError         the report or journal cannot be written mid-run → sending stops
+      ├─ DailyLimitExhausted  the location's daily budget is spent: its records are ``not_run``
       └─ RequestError         carries .request, .attempts, .ambiguous
            ├─ MissingToken    no token for the request's location → never sent
            ├─ TransportError  connect/read failure, reset, timeout → retryable
@@ -26,6 +28,7 @@ from .model import Request, Response
 __all__ = [
     "AttemptTimeout",
     "ConfigError",
+    "DailyLimitExhausted",
     "EngineError",
     "HTTPStatusError",
     "JobFileError",
@@ -102,6 +105,13 @@ class StorageError(EngineError):
         self.error = error
         text = f"cannot write {path}: {os_error_text(error)}"
         super().__init__(f"{text}; {advice}" if advice else text)
+
+
+class DailyLimitExhausted(EngineError):
+    """The location's daily request budget is spent: nothing more may be sent to it today.
+
+    Raised by the limiter before a request would be sent; the record is ``not_run``.
+    """
 
 
 class RequestError(EngineError):

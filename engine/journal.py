@@ -223,10 +223,6 @@ class RunJournal:
         """Whether an earlier process noted a write for ``record`` (its effect is unknown)."""
         return record.ident in self._intents
 
-    def sync(self) -> None:
-        """Force noted intents to disk."""
-        self._log.sync()
-
     def close(self) -> None:
         """Sync and close (raises ``StorageError`` when the final sync fails)."""
         self._log.close()

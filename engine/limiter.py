@@ -40,7 +40,7 @@ from types import TracebackType
 
 import anyio
 
-from .errors import EngineError
+from .errors import DailyLimitExhausted  # raised here; re-exported for old imports
 
 __all__ = [
     "DailyLimitExhausted",
@@ -63,10 +63,6 @@ class RateHint:
     interval: float | None = None  # seconds
     daily_remaining: int | None = None
     retry_after: float | None = None  # seconds, from a 429
-
-
-class DailyLimitExhausted(EngineError):
-    """The location's daily request budget is spent: nothing more may be sent to it today."""
 
 
 def _check(limit: int, interval: float) -> None:

@@ -137,10 +137,6 @@ class ReportWriter:
         self._log.write(self._enc.encode(row).encode())
         self.rows_written += 1
 
-    def sync(self) -> None:
-        """Force written rows to disk."""
-        self._log.sync()
-
     def close(self) -> None:
         """Sync and close."""
         self._log.close()
@@ -181,7 +177,7 @@ def write_report_atomically(path: str, columns: Sequence[str], rows: Iterable[Ro
 
 
 def read_report(path: str) -> list[dict[str, str]]:
-    """Every complete row of a report or journal, in file order, values as strings.
+    """Every complete row of a report (CSV or JSON Lines), in file order, values as strings.
 
     A truncated last line (a process killed mid-write) is skipped.
     """

@@ -5,7 +5,4 @@ from __future__ import annotations
 from .associations import AssociationsJob
 from .routes import Api
 
-__all__ = ["JOB_KINDS", "Api", "AssociationsJob"]
-
-#: job kinds by name
-JOB_KINDS = {"associations": AssociationsJob}
+__all__ = ["Api", "AssociationsJob"]

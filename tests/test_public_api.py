@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib
 import pkgutil
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -104,3 +105,31 @@ def test_jobs_import_only_public_engine_names(path: Path) -> None:
         )
 
     assert problems == []
+
+
+def _drawn_tree(doc: str) -> dict[str, str]:
+    """Class name -> the name drawn as its parent, from an indented ├─/└─ tree."""
+    parents: dict[str, str] = {}
+    stack: list[tuple[int, str]] = []  # (column of the name, name), outermost first
+    for line in doc.splitlines():
+        match = re.match(r"^([\s│├└─]*)([A-Z]\w+)\b", line)
+        if not match or not line.startswith("    "):
+            continue
+        column, name = len(match.group(1)), match.group(2)
+        while stack and stack[-1][0] >= column:
+            stack.pop()
+        parents[name] = stack[-1][1] if stack else ""
+        stack.append((column, name))
+    return parents
+
+
+def test_the_error_tree_draws_every_engine_error() -> None:
+    """errors.py's docstring tree draws every EngineError the package exports, under its base."""
+    import engine.errors
+
+    drawn = _drawn_tree(engine.errors.__doc__ or "")
+    exported = [getattr(engine, name) for name in engine.__all__]
+    errors = [e for e in exported if isinstance(e, type) and issubclass(e, engine.EngineError)]
+    assert {e.__name__: drawn.get(e.__name__) for e in errors} == {
+        e.__name__: "" if e is engine.EngineError else e.__mro__[1].__name__ for e in errors
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import orjson
@@ -76,3 +77,26 @@ def test_missing_report_is_a_config_error(tmp_path: Path) -> None:
     """A report that does not exist is named in the error."""
     with pytest.raises(ConfigError, match="no such file"):
         plan_rollback([str(tmp_path / "nope.csv")])
+
+
+@pytest.mark.parametrize("dropped", [None, *COLUMNS])
+def test_rollback_reads_the_columns_a_run_writes(tmp_path: Path, dropped: str | None) -> None:
+    """A report with the run's columns plans; without one rollback needs, it is refused by name."""
+    columns = [c for c in COLUMNS if c != dropped]
+    row = dict(
+        zip(
+            COLUMNS,
+            ["jobs.csv:2", "locA", "create", "k1", "created", "id1", "201", "1", ""],
+            strict=True,
+        )
+    )
+    path = tmp_path / "run.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerow(row)
+    if dropped in (None, "http_status", "attempts", "error"):  # not read by rollback
+        assert [r.get("key") for r in plan_rollback([str(path)]).records] == ["k1"]
+    else:
+        with pytest.raises(ConfigError, match=f"no {dropped} column"):
+            plan_rollback([str(path)])
