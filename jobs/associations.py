@@ -5,7 +5,9 @@ object schemas) once, then decides each record by looking rather than by status 
 
 - create: key already there with the same object keys → ``exists`` (no POST), with other
   object keys → ``conflict``; an unknown object key fails fast naming the keys that exist;
-  missing labels come from the objects' singular labels. A create answered 409/400/422 is
+  missing labels come from the objects' singular labels; labels that another definition (or a
+  create this job has in flight) already uses for the same objects fail before sending,
+  naming that key and whether the labels were derived. A create answered 409/400/422 is
   settled by GET-ing the key (the service has no reliable duplicate status). A definition
   found after this job sent a create for it (a lost response, or a process killed mid-call,
   noted in the journal) is ``created``: ``exists`` means it was there before the job.
@@ -88,6 +90,16 @@ _OBJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 _LOOK_STATUSES = frozenset({400, 409, 422})
 
 
+#: (object key, label, object key, label), the two sides sorted: the service refuses a second
+#: definition with the same pair in either order ("duplicate pair of labels")
+Pair = tuple[str, str, str, str]
+
+
+def _pair(first: str, first_label: str, second: str, second_label: str) -> Pair:
+    a, b = (first, first_label), (second, second_label)
+    return (*a, *b) if a <= b else (*b, *a)
+
+
 @dataclass(slots=True)
 class LocationState:
     """What one location held when the job first looked, kept current as the job writes."""
@@ -95,19 +107,43 @@ class LocationState:
     objects: dict[str, str] = field(default_factory=dict)  # object key -> singular label
     by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: label pair -> the key of the definition that has it, or of a create of it in flight
+    by_pair: dict[Pair, str] = field(default_factory=dict)
 
     def remember(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """Keep what the job consults later about a definition (read or created)."""
         kept = _known(item)
+        if (before := self.by_key.get(kept["key"])) is not None:
+            self._unpair(before)
         self.by_key[kept["key"]] = kept
         if "id" in kept:
             self.by_id[str(kept["id"])] = kept
+        if "pair" in kept:
+            self.by_pair[kept["pair"]] = kept["key"]
         return kept
 
     def forget(self, item: Mapping[str, Any]) -> None:
         """The definition is gone."""
         self.by_key.pop(str(item.get("key")), None)
         self.by_id.pop(str(item.get("id")), None)
+        self._unpair(item)
+
+    def claim(self, pair: Pair | None, key: str) -> None:
+        """A create of ``key`` with ``pair`` is about to be sent: later rows see it taken."""
+        if pair is not None:
+            self.by_pair.setdefault(pair, key)
+
+    def release(self, pair: Pair | None, key: str) -> None:
+        """The create was answered: the pair stays taken only once the definition is known."""
+        if pair is None or self.by_pair.get(pair) != key:
+            return
+        if self.by_key.get(key, {}).get("pair") != pair:
+            del self.by_pair[pair]
+
+    def _unpair(self, item: Mapping[str, Any]) -> None:
+        pair = item.get("pair")
+        if pair is not None and self.by_pair.get(pair) == item.get("key"):
+            del self.by_pair[pair]
 
 
 @dataclass(slots=True)
@@ -348,6 +384,19 @@ class AssociationsJob:
                 error=f"both labels would be {first_label!r} (the service refuses that): give "
                 "first_object_label and second_object_label",
             )
+        # The labels this create sends (the guide's routes send only given ones) must not be
+        # a pair another definition has, or is being created with: the service refuses it.
+        sent = self.routes.official or bool(
+            record.get("first_object_label") and record.get("second_object_label")
+        )
+        pair = _pair(first, first_label, second, second_label) if sent else None
+        holder = state.by_pair.get(pair) if pair is not None else None
+        if holder is not None and holder != key:
+            return Outcome(
+                record=record,
+                status=FAILED,
+                error=_pair_taken(record, state, first_label, second_label, holder),
+            )
         body = {"locationId": record.location_id, "key": key}
         if self.routes.official:
             body |= {
@@ -364,10 +413,13 @@ class AssociationsJob:
                 body["secondObjectLabel"] = second_label
             body["description"] = record.get("description")
         ctx.journal.intent(record, {"action": "create", "key": key})
+        state.claim(pair, key)
         try:
             answer = await ctx.client.call(self.routes.create(record.location_id, body))
         except RequestError as exc:
             return _failure(record, exc, "create")
+        finally:
+            state.release(pair, key)  # remembered below with the pair, if it was created
         response = answer.response
         wrote = answer.ambiguous or ctx.journal.pending(record)
         if response.status in (200, 201):
@@ -512,17 +564,59 @@ class AssociationsJob:
         )
 
 
-_KEPT = ("id", "key", "firstObjectKey", "secondObjectKey", "associationType")
+_KEPT = ("id", "key", "firstObjectKey", "secondObjectKey")
 
 
 def _known(item: Mapping[str, Any]) -> dict[str, Any]:
     """What the job consults later about a definition, and nothing more: one is kept per
-    definition (read or created) for the whole run."""
+    definition (read or created) for the whole run.
+
+    That is its id, key and object keys; ``associationType`` only when SYSTEM_DEFINED (the
+    only type a delete refuses); and its label pair, as one tuple, for the duplicate-pair
+    check. At most five entries, so each dict keeps CPython's smallest table.
+    """
     kept = {name: item[name] for name in _KEPT if name in item}
-    for name in ("key", "firstObjectKey", "secondObjectKey", "associationType"):
+    for name in ("key", "firstObjectKey", "secondObjectKey"):
         if isinstance(kept.get(name), str):
             kept[name] = sys.intern(kept[name])  # the same few strings, thousands of times
+    if item.get("associationType") == "SYSTEM_DEFINED":
+        kept["associationType"] = "SYSTEM_DEFINED"
+    first, second = kept.get("firstObjectKey"), kept.get("secondObjectKey")
+    first_label, second_label = item.get("firstObjectLabel"), item.get("secondObjectLabel")
+    if (
+        isinstance(first, str)
+        and isinstance(second, str)
+        and isinstance(first_label, str)
+        and isinstance(second_label, str)
+    ):
+        kept["pair"] = _pair(first, sys.intern(first_label), second, sys.intern(second_label))
     return kept
+
+
+def _pair_taken(
+    record: Record, state: LocationState, first_label: str, second_label: str, holder: str
+) -> str:
+    """Why a create's label pair cannot be sent: which labels, from where, used by which key."""
+    first, second = record.get("first_object_key"), record.get("second_object_key")
+    derived = [
+        f"{name} derived from {obj}'s singular label"
+        for name, obj in (("first_object_label", first), ("second_object_label", second))
+        if not record.get(name)
+    ]
+    if len(derived) == 2:
+        origin = " (derived from the objects' singular labels)"
+    elif derived:
+        origin = f" ({derived[0]})"
+    else:
+        origin = ""
+    user = f"already used by {holder}"
+    if holder not in state.by_key:
+        user += ", which this job is creating"
+    fix = "set first_object_label and second_object_label" if derived else "choose other labels"
+    return (
+        f"labels {first_label!r} ↔ {second_label!r}{origin} for {first} ↔ {second} are {user} "
+        f"(the service refuses a duplicate pair of labels): {fix}"
+    )
 
 
 def _raise_for(request: Request, answer: Exchange, what: str) -> None:

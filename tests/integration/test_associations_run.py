@@ -127,23 +127,41 @@ async def test_duplicate_answer_for_a_missing_key_reports_the_server_message(
     sandbox: Sandbox, write_job: Callable[[str, str], str]
 ) -> None:
     """A 400 'duplicate pair of labels' for a key that does not exist is failed, with the text."""
-    sandbox.add_association(
-        LOC_A,
-        key="owner_a",
-        first_object_key="custom_objects.property",
-        second_object_key="contact",
-        first_object_label="Owned property",
-        second_object_label="Owner",
-    )
     job = write_job(
         "jobs.csv",
         "location_id,key,first_object_key,first_object_label,second_object_key,second_object_label\n"
         f"{LOC_A},owner_b,custom_objects.property,Owned property,contact,Owner\n",
     )
-    result = await run_against(sandbox, job)
+
+    def someone_else_takes_the_labels() -> None:  # after the job read the location
+        sandbox.add_association(
+            LOC_A, key="owner_a", first_object_key="custom_objects.property",
+            second_object_key="contact", first_object_label="Owned property",
+            second_object_label="Owner",
+        )  # fmt: skip
+
+    transport = _BeforeFirstWrite(someone_else_takes_the_labels)
+    try:
+        result = await run_against(sandbox, job, transport=transport)
+    finally:
+        await transport.aclose()
     assert statuses(result) == ["failed"]
     assert result.outcomes[0].http_status == 400
     assert "duplicate pair of labels" in result.outcomes[0].error
+
+
+class _BeforeFirstWrite(AiohttpTransport):
+    """Runs a callback just before the first write goes out."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(timeout=5)
+        self._callback: Callable[[], None] | None = callback
+
+    async def send(self, request: Request) -> Response:
+        if request.method in {"POST", "DELETE"} and self._callback is not None:
+            self._callback, callback = None, self._callback
+            callback()
+        return await super().send(request)
 
 
 class _LoseFirstWrite(AiohttpTransport):
