@@ -2,7 +2,7 @@
 
 Run by hand from the repository root::
 
-    python -m tests.bench.bench                      # all three scenarios, full size
+    python -m tests.bench.bench                      # all four scenarios, full size
     python -m tests.bench.bench overhead             # one scenario
     python -m tests.bench.bench scale --records 20000 --locations 1000
     python -m tests.bench.bench --json results.json  # the raw numbers too
@@ -26,6 +26,12 @@ scale
     N records over L locations, limits off, report written. Runs at a quarter of the size
     and at full size; the difference in peak RSS per extra record shows whether memory grows
     with the run.
+sandbox
+    The sandbox itself, at a realistic size: one location, limits off, a bare aiohttp client
+    (``--concurrency`` connections) creating N definitions (N = ``--records``, 50,000), then
+    getting keys, reading list pages at random offsets, deleting a tenth and reading pages
+    again. Each phase reports requests/s and the sandbox's own CPU time per request (read
+    from ``/proc``): the requests/s the sandbox could serve if the client were free.
 
 How it measures. The sandbox is a separate process (``python -m engine sandbox``), so its
 work never counts. Each measured client (engine or floor) is a fresh worker process
@@ -259,6 +265,11 @@ class SandboxProcess:
             tokens |= self._call("POST", "/_sandbox/tokens", {"locations": chunk})["tokens"]
         return tokens
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
     def stats(self) -> dict[str, Any]:
         """The sandbox's counters (requests, creates_applied, throttled...)."""
         return dict(self._call("GET", "/_sandbox/state")["stats"])
@@ -295,6 +306,16 @@ class Measured:
 
 def run_worker(spec: dict[str, Any], workdir: Path, name: str, timeout: float) -> Measured:
     """Run one measured client in a fresh process; raise if it fails."""
+    raw, usage = _spawn_worker(spec, workdir, name, timeout)
+    result = Measured(**raw)
+    result.process = usage
+    return result
+
+
+def _spawn_worker(
+    spec: dict[str, Any], workdir: Path, name: str, timeout: float
+) -> tuple[dict[str, Any], Usage]:
+    """Run ``_worker`` on ``spec`` in a fresh process: its JSON result and its rusage."""
     spec_path, out_path = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
     spec_path.write_text(json.dumps(spec))
     err_path = workdir / f"{name}.stderr"
@@ -309,9 +330,7 @@ def run_worker(spec: dict[str, Any], workdir: Path, name: str, timeout: float) -
     if usage.exit_code != 0 or not out_path.exists():
         tail = err_path.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{name} worker failed ({usage.exit_code}):\n{tail}")
-    result = Measured(**json.loads(out_path.read_text()))
-    result.process = usage
-    return result
+    return json.loads(out_path.read_text()), usage
 
 
 # -- the workers (run in their own process) ---------------------------------------------------
@@ -432,9 +451,120 @@ def _floor_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return _measure("floor", run)
 
 
+def _process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of another process so far (Linux); None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sandbox_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Phases of API calls on one location of a sandbox, each timed, with the sandbox's CPU."""
+    import asyncio
+    import random
+    from collections import Counter
+
+    import aiohttp
+    import orjson
+
+    base, location, count = spec["base_url"], spec["location"], spec["definitions"]
+    concurrency, pid = spec["concurrency"], spec["sandbox_pid"]
+    rng = random.Random(7)
+    headers = {
+        "Version": API_VERSION,
+        "Accept": "application/json",
+        "Authorization": f"Bearer {spec['token']}",
+    }
+    body_headers = headers | {"Content-Type": "application/json"}
+    query = f"locationId={location}"
+    ids: list[str] = []
+    phases: list[dict[str, Any]] = []
+    Call = tuple[str, str, bytes | None]
+
+    def create(i: int) -> Call:
+        first, second = PAIRS[i % len(PAIRS)]
+        body = {
+            "locationId": location,
+            "key": f"d{i}",
+            "firstObjectKey": first,
+            "firstObjectLabel": f"S{i}a",
+            "secondObjectKey": second,
+            "secondObjectLabel": f"S{i}b",
+        }
+        return "POST", f"{base}/associations/", orjson.dumps(body)
+
+    def page() -> Call:
+        skip = rng.randrange(max(len(ids), 1))
+        return "GET", f"{base}/associations/?{query}&skip={skip}&limit=50", None
+
+    async def phase(session: aiohttp.ClientSession, name: str, calls: list[Call]) -> None:
+        statuses: Counter[int] = Counter()
+        todo = iter(calls)
+        size = len(ids)
+
+        async def worker() -> None:
+            for method, url, body in todo:
+                sent = body_headers if body is not None else headers
+                async with session.request(method, url, data=body, headers=sent) as r:
+                    data = await r.read()
+                    statuses[r.status] += 1
+                    if method == "POST" and r.status == 201:
+                        ids.append(orjson.loads(data)["id"])
+
+        server_before, client_before = _process_cpu(pid), resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+        server_after, client_after = _process_cpu(pid), resource.getrusage(resource.RUSAGE_SELF)
+        server = None
+        if server_before is not None and server_after is not None:
+            server = server_after - server_before
+        phases.append(
+            {
+                "name": name,
+                "definitions": size,
+                "requests": len(calls),
+                "statuses": {str(k): v for k, v in sorted(statuses.items())},
+                "wall": wall,
+                "client_cpu": (client_after.ru_utime + client_after.ru_stime)
+                - (client_before.ru_utime + client_before.ru_stime),
+                "server_cpu": server,
+            }
+        )
+
+    async def main() -> None:
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            tail = max(count // 10, 1)
+            await phase(session, "create", [create(i) for i in range(count - tail)])
+            await phase(
+                session, "create (last tenth)", [create(i) for i in range(count - tail, count)]
+            )
+            keys = [f"d{rng.randrange(count)}" for _ in range(max(count // 5, 1))]
+            gets = [("GET", f"{base}/associations/key/{key}?{query}", None) for key in keys]
+            await phase(session, "get by key", gets)
+            await phase(session, "list page", [page() for _ in range(max(count // 25, 1))])
+            doomed = rng.sample(ids, max(count // 10, 1))
+            await phase(
+                session, "delete", [("DELETE", f"{base}/associations/{i}", None) for i in doomed]
+            )
+            gone = set(doomed)
+            ids[:] = [i for i in ids if i not in gone]
+            await phase(
+                session, "list page (after deletes)", [page() for _ in range(max(count // 25, 1))]
+            )
+
+    asyncio.run(main())
+    return {"phases": phases}
+
+
 def worker_main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    result = _engine_worker(spec) if spec["kind"] == "engine" else _floor_worker(spec)
+    workers = {"engine": _engine_worker, "floor": _floor_worker, "sandbox": _sandbox_worker}
+    result = workers[spec["kind"]](spec)
     Path(out_path).write_text(json.dumps(result))
 
 
@@ -664,6 +794,56 @@ def run_scale(
     return ScaleResult(per_location=per, steps=steps)
 
 
+@dataclass(slots=True)
+class SandboxResult:
+    definitions: int
+    concurrency: int
+    phases: list[dict[str, Any]]
+    sandbox: Usage = field(default_factory=Usage)
+    server: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slowest_rate(self) -> float:
+        """Requests/s of the slowest phase, as the client saw them served."""
+        return min(p["requests"] / p["wall"] for p in self.phases)
+
+    @property
+    def slowest_capacity(self) -> float | None:
+        """Requests/s the sandbox's CPU time allows in its costliest phase."""
+        costs = [p["server_cpu"] / p["requests"] for p in self.phases if p["server_cpu"]]
+        return 1 / max(costs) if costs else None
+
+
+SANDBOX_TARGET = 3_000  # requests/s, whatever a location holds
+
+
+def run_sandbox(
+    workdir: Path, *, records: int = 50_000, locations: int = 1, concurrency: int = CONCURRENCY
+) -> SandboxResult:
+    """``records`` definitions in one location (``locations`` is ignored: always one)."""
+    with SandboxProcess(workdir, name="sandbox.sandbox") as sandbox:
+        location = location_ids("sbx", 1)[0]
+        spec = {
+            "kind": "sandbox",
+            "base_url": sandbox.url,
+            "location": location,
+            "token": sandbox.issue_tokens([location])[location],
+            "definitions": records,
+            "concurrency": concurrency,
+            "sandbox_pid": sandbox.pid,
+        }
+        raw, _ = _spawn_worker(spec, workdir, "sandbox", timeout=3600)
+        server = sandbox.stats()
+        server.pop("writes_by_key", None)  # one entry per key: not worth keeping here
+    return SandboxResult(
+        definitions=records,
+        concurrency=concurrency,
+        phases=raw["phases"],
+        sandbox=sandbox.usage,
+        server=server,
+    )
+
+
 # -- output -----------------------------------------------------------------------------------
 
 
@@ -796,6 +976,36 @@ def render(
                 f"→ {'flat (streamed)' if flat else '**grows with the record count**'}."
             )
         out.append("")
+    b: SandboxResult | None = results.get("sandbox")
+    if b is not None:
+        out += [
+            f"### 4. Sandbox: {b.definitions:,} definitions in one location, limits off, "
+            f"bare aiohttp client, concurrency {b.concurrency} ({elapsed['sandbox']:.0f} s)",
+            "",
+            "| phase | definitions before | requests | statuses | wall s | requests/s "
+            "| client CPU µs / request | sandbox CPU µs / request | sandbox capacity requests/s |",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for p in b.phases:
+            cost = p["server_cpu"] / p["requests"] if p["server_cpu"] else None
+            statuses = ", ".join(f"{k}: {v:,}" for k, v in p["statuses"].items())
+            out.append(
+                f"| {p['name']} | {p['definitions']:,} | {p['requests']:,} | {statuses} "
+                f"| {p['wall']:.2f} | {p['requests'] / p['wall']:,.0f} "
+                f"| {_us(p['client_cpu'] / p['requests'])} "
+                f"| {_us(cost) if cost else 'n/a'} | {f'{1 / cost:,.0f}' if cost else 'n/a'} |"
+            )
+        capacity = b.slowest_capacity
+        served = f"the slowest phase was served at {b.slowest_rate:,.0f}/s"
+        if capacity is None:  # no /proc: only what the client saw
+            verdict = f"{served} → {_verdict(b.slowest_rate >= SANDBOX_TARGET)}."
+        else:
+            verdict = (
+                f"the sandbox's CPU time allows {capacity:,.0f}/s in its costliest phase → "
+                f"{_verdict(capacity >= SANDBOX_TARGET)} ({served}: the client and the "
+                "machine's other load count there too)."
+            )
+        out += ["", f"Target ≥ {SANDBOX_TARGET:,} requests/s in every phase: {verdict}", ""]
     return "\n".join(out)
 
 
@@ -822,11 +1032,12 @@ def _jsonable(value: Any) -> Any:
 
 # -- command line -----------------------------------------------------------------------------
 
-SCENARIOS = ("overhead", "pacing", "scale")
+SCENARIOS = ("overhead", "pacing", "scale", "sandbox")
 DEFAULTS = {
     "overhead": {"records": 20_000, "locations": 50},
     "pacing": {"records": 6_000, "locations": 20},
     "scale": {"records": 100_000, "locations": 5_000},
+    "sandbox": {"records": 50_000, "locations": 1},
 }
 
 
@@ -895,6 +1106,8 @@ def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse
         return run_pacing(
             workdir, **size, server_rate=args.server_rate, concurrency=args.concurrency
         )
+    if name == "sandbox":
+        return run_sandbox(workdir, **size, concurrency=args.concurrency)
     return run_scale(workdir, **size, concurrency=args.concurrency)
 
 

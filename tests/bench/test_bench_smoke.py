@@ -46,7 +46,8 @@ def test_every_scenario_runs_and_reports_numbers(
     code = bench.main(["--records", "200", "--locations", "5", "--repeat", "1", "--json", str(raw)])
     assert code == 0
     table = capsys.readouterr().out
-    for heading in ("### 1. Overhead", "### 2. Pacing", "### 3. Scale", "- machine:"):
+    headings = ("### 1. Overhead", "### 2. Pacing", "### 3. Scale", "### 4. Sandbox")
+    for heading in (*headings, "- machine:"):
         assert heading in table
     results = json.loads(raw.read_text())
 
@@ -77,3 +78,26 @@ def test_every_scenario_runs_and_reports_numbers(
     assert last["counts"] == {"created": full}
     assert last["peak_rss_kb"] > 0
     assert last["report_bytes"] > 0
+
+    sandbox = results["sandbox"]
+    phases = {p["name"]: p for p in sandbox["phases"]}
+    assert list(phases) == [
+        "create",
+        "create (last tenth)",
+        "get by key",
+        "list page",
+        "delete",
+        "list page (after deletes)",
+    ]
+    assert phases["create"]["statuses"] == {"201": 180}
+    assert phases["create (last tenth)"] == phases["create (last tenth)"] | {
+        "definitions": 180,
+        "statuses": {"201": 20},
+    }
+    assert phases["get by key"]["statuses"] == {"200": 40}
+    assert phases["list page"]["statuses"] == {"200": 8}
+    assert phases["delete"]["statuses"] == {"200": 20}
+    assert phases["list page (after deletes)"]["definitions"] == 180
+    assert all(p["wall"] > 0 and p["client_cpu"] >= 0 for p in phases.values())
+    assert sandbox["server"]["creates_applied"] == 200
+    assert sandbox["slowest_rate"] > 0
