@@ -48,7 +48,8 @@ Nothing here logs tokens: the request log holds locations, never headers, aiohtt
 access log is off, and its error log (which quotes malformed headers) is redacted.
 
 The modules: ``config`` (settings, counters, the request log's entries), ``store``
-(locations, objects, definitions and the create checks), ``limits`` (step 4), ``faults``
+(locations, objects, definitions, their indexes and the create checks), ``ranked`` (creation
+order with positional paging in O(log n)), ``limits`` (step 4), ``faults``
 (steps 5 and 9), ``validation`` (steps 6 and 7), ``pipeline`` (steps 1 to 9 around each
 handler), ``endpoints`` (the routes and their handlers), ``responses`` (NestJS-shaped
 answers), ``server`` (:class:`Sandbox`) and ``process`` (:func:`serve`, for the CLI, and
