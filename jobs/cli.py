@@ -233,6 +233,24 @@ _probability = click.FloatRange(0.0, 1.0)
     help="429 once a location passes N requests per window, while headers advertise --rate-limit.",
 )
 @click.option("--seed", type=int, help="Seed for reproducible faults.")
+@click.option(
+    "--records",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Records per object per location for relations, with ids contact-1 .. contact-N, "
+    "property-1 .. property-N and so on.",
+)
+@click.option(
+    "--relation-status",
+    type=click.Choice(["201", "200"]),
+    default="201",
+    show_default=True,
+    help="Status of a created relation (the spec says 201; 200 is seen in the field).",
+)
+@click.option(
+    "--wrap-relation", is_flag=True, help='Answer a created relation as {"relation": {...}}.'
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -249,11 +267,15 @@ def sandbox_command(
     latency: tuple[float, float],
     throttle_below: int | None,
     seed: int | None,
+    records: int,
+    relation_status: str,
+    wrap_relation: bool,
 ) -> None:
-    """Serve a fake HighLevel API (both route sets) until Ctrl-C.
+    """Serve a fake HighLevel API (both route sets, and relations) until Ctrl-C.
 
     \b
     ghl-migrate sandbox --port 8765 --locations locA,locB --tokens-file tokens.csv
+    ghl-migrate sandbox --records 100   # contact-1 .. contact-100 and so on, for relations
     """
     config = SandboxConfig(
         rate_limit=rate_limit[0],
@@ -268,6 +290,9 @@ def sandbox_command(
         latency=latency,
         throttle_below=throttle_below,
         seed=seed,
+        records=records,
+        relation_status=int(relation_status),
+        wrap_relation=wrap_relation,
     )
     wanted = [loc.strip() for loc in locations.split(",") if loc.strip()]
     if tokens_file and not wanted:

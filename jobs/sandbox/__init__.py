@@ -1,10 +1,14 @@
-"""A faithful fake of HighLevel's association-definition API, served by a real aiohttp server.
+"""A faithful fake of HighLevel's association API, served by a real aiohttp server.
 
 It fakes, over one in-memory store per location:
 
 * the official routes (``/associations/...``: create, paged list, get by key, by object
   key and by id, update labels, delete) and the integration guide's routes
   (``/objects-association...``: create, list, get by key, by object, delete);
+* the relation routes (``/associations/relations``: create, list a record's relations, delete)
+  over the record ids the sandbox knows per (location, object key), seeded in bulk
+  (``records`` in the settings, :meth:`Sandbox.add_records`, ``POST /_sandbox/records``);
+  deleting a definition deletes its relations;
 * ``GET /objects/`` (standard ``contact``, ``opportunity``, ``business`` plus the
   configured custom objects) and two SYSTEM_DEFINED associations per location,
   ``OPPORTUNITIES_CONTACTS_ASSOCIATION`` and ``BUSINESSES_CONTACTS_ASSOCIATION``;
@@ -25,7 +29,8 @@ Every request goes through these steps, and the first that fails answers:
 7. validation: query string → 422 (unknown parameters, missing ``skip``/``limit``...),
    body → 400 (missing or non-string fields, unknown properties);
 8. the handler: id routes resolve the id (404, or 403 if it belongs to another
-   location), object keys must exist (404), then the duplicate checks;
+   location), object keys must exist (404), a relation's records must be known (422),
+   then the duplicate checks;
 9. for writes (POST/PUT/DELETE), a lost-response fault drops the connection after the
    change was applied.
 
@@ -42,6 +47,18 @@ Choices where the real service's behaviour is unpublished:
   with an unknown object key answer an empty list.
 * The list hides a page cap (``page_cap``, 50): a page holds ``min(limit, page_cap)``.
 * The guide's ``description`` is accepted and not stored.
+* A created relation answers 201 with ``{id, associationId, firstRecordId, secondRecordId,
+  firstObjectKey, secondObjectKey, locationId, createdAt}``, bare (the real shape is not
+  published; ``relation_status=200`` and ``wrap_relation`` give the 200 and the
+  ``{"relation": ...}`` seen in the field). Relation ids are 24 hex digits, ObjectId-like.
+* An unknown record → 422 ``Record with id R not found for object K`` (first record first);
+  an unknown relation id → 404 ``Relation not found``; a delete answers 200
+  ``{"deleted": true, "id": ..., "message": "Relation deleted successfully"}``.
+* ``GET /associations/relations/{recordId}`` lists the relations where the record is first
+  or second, oldest first, with the list's hidden page cap; an unknown record has none.
+  ``associationIds`` is repeated (``associationIds=a&associationIds=b``); a comma list is
+  one id, as Express's query parser reads it, so it matches nothing.
+* The relation routes' answers carry no ``traceId``.
 * A request dropped by a fault is logged with status 0 (the client saw no status).
 
 Nothing here logs tokens: the request log holds locations, never headers, aiohttp's
@@ -49,9 +66,10 @@ access log is off, and its error log (which quotes malformed headers) is redacte
 
 The modules: ``config`` (settings, counters, the request log's entries), ``store``
 (locations, objects, definitions, their indexes and the create checks), ``ranked`` (creation
-order with positional paging in O(log n)), ``limits`` (step 4), ``faults``
-(steps 5 and 9), ``validation`` (steps 6 and 7), ``pipeline`` (steps 1 to 9 around each
-handler), ``endpoints`` (the routes and their handlers), ``responses`` (NestJS-shaped
+order with positional paging in O(log n)), ``relation_store`` (records, relations, their
+indexes and write counts), ``limits`` (step 4), ``faults`` (steps 5 and 9), ``validation``
+(steps 6 and 7), ``pipeline`` (steps 1 to 9 around each handler), ``endpoints`` and
+``relation_endpoints`` (the routes and their handlers), ``responses`` (NestJS-shaped
 answers), ``server`` (:class:`Sandbox`) and ``process`` (:func:`serve`, for the CLI, and
 :class:`ServeError`).
 """

@@ -29,6 +29,9 @@ class SandboxConfig:
     latency: tuple[float, float] = (0.0, 0.0)  # min, max milliseconds added to every request
     seed: int | None = None  # seeds the one random.Random behind every fault decision
     objects: tuple[str, ...] = ("custom_objects.property", "custom_objects.pet")
+    records: int = 0  # generated records per object per location: contact-1 .. contact-N
+    relation_status: int = 201  # a relation create's success status (the field has seen 200)
+    wrap_relation: bool = False  # answer a relation create as {"relation": {...}}
     clock: Callable[[], float] = time.monotonic  # seconds, for the rate windows
 
 
@@ -43,6 +46,9 @@ class SandboxStats:
     throttled: int = 0  # 429s sent
     faults_injected: dict[str, int] = field(default_factory=dict)  # kind -> count
     cross_location_token_uses: int = 0  # answered 403
+    relation_creates_applied: int = 0
+    relation_deletes_applied: int = 0  # DELETE /associations/relations/{id}
+    relation_cascade_deletes: int = 0  # relations deleted with their definition
     #: location -> key -> {"created": n, "deleted": m}: the creates and deletes the API
     #: applied to each key over the sandbox's life (lost responses included, seeds not).
     #: A key can be live once at most, so ``created - deleted`` above 1 means a duplicate.

@@ -103,6 +103,9 @@ class Endpoints:
             raise ApiError(422, list(dict.fromkeys(errors)))
         return values, location
 
+    # the relation routes (relation_endpoints.py) share the guard and the query validation
+    guard, prepare = _guard, _prepare
+
     def _located(self, request: web.Request, ctx: Context) -> Location:
         """For routes whose only query parameter is a required locationId."""
         _, location = self._prepare(request, ctx, allowed=("locationId",), required=("locationId",))

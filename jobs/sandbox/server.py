@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
@@ -16,6 +17,8 @@ from aiohttp import web
 from .config import LoggedRequest, SandboxConfig, SandboxStats
 from .endpoints import Endpoints
 from .pipeline import Pipeline
+from .relation_endpoints import RelationEndpoints
+from .relation_store import RelationStore, generated_prefix
 from .responses import ApiError, json_response
 from .store import Location, Store
 from .validation import admin_body, body_fields
@@ -56,6 +59,11 @@ class Sandbox:
         self._store = Store(config)
         self._pipeline = Pipeline(config, self._store, self.stats, self.log)
         self._endpoints = Endpoints(config, self._store, self.stats)
+        self._relations = RelationStore(config, self._store, self.stats)
+        self._store.on_delete.append(self._relations.drop_association)
+        self._relation_endpoints = RelationEndpoints(
+            config, self._store, self._relations, self._endpoints
+        )
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
         self.app = self._build_app()
@@ -161,14 +169,74 @@ class Sandbox:
             for loc in self._store.locations.values()
         }
 
+    def add_records(
+        self,
+        location_id: str,
+        object_key: str,
+        ids: Iterable[str] = (),
+        *,
+        count: int = 0,
+        prefix: str | None = None,
+    ) -> int:
+        """Make record ids known: ``ids``, and ``count`` generated ones (``contact-1``...).
+
+        Generated ids are ``prefix`` plus 1 to ``count`` (the prefix defaults to the
+        object's name and a dash: ``property-1``). Answers how many records the object now
+        has; ValueError for an object the location does not have.
+        """
+        prefix = generated_prefix(object_key) if prefix is None else prefix
+        return self._relations.add_records(location_id, object_key, ids, count=count, prefix=prefix)
+
+    def add_relation(
+        self, location_id: str, association_id: str, first_record_id: str, second_record_id: str
+    ) -> dict[str, Any]:
+        """Seed a relation as the API would create it (not counted); ValueError if it refuses."""
+        location = self._store.location(location_id)
+        association = location.associations.get(association_id)
+        if association is None:
+            raise ValueError(f"no association {association_id} in location {location_id}")
+        try:
+            relation = self._relations.create(
+                association, first_record_id, second_record_id, seeded=True
+            )
+        except ApiError as exc:
+            raise ValueError(str(exc.message)) from None
+        return self._relations.to_json(relation)
+
+    def relations(self, location_id: str) -> list[dict[str, Any]]:
+        """A location's relations, oldest first, as the API answers them."""
+        return [self._relations.to_json(r) for r in self._relations.alive(location_id)]
+
+    def relation_writes(self, location_id: str) -> list[dict[str, Any]]:
+        """Every relation a location ever held, with the creates and deletes the API applied.
+
+        Like ``writes_by_key`` for definitions: lost responses count, seeds do not, and a
+        definition's delete counts as a delete of each of its relations. A relation can be
+        live once at most, so ``created - deleted`` above 1 would mean a duplicate, and a
+        ``created`` of 2 means it was created, deleted and created again.
+        """
+        return [
+            {
+                "associationId": r.association.id,
+                "firstRecordId": r.first,
+                "secondRecordId": r.second,
+                "created": r.creates,
+                "deleted": r.deletes,
+            }
+            for r in self._relations.lifetimes(location_id)
+        ]
+
     # -- HTTP plumbing -----------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._pipeline.unknown_routes])
-        for method, path, endpoint in self._endpoints.routes():
+        for method, path, endpoint in self._endpoints.routes() + self._relation_endpoints.routes():
             app.router.add_route(method, path, self._pipeline.wrap(endpoint))
         app.router.add_post("/_sandbox/tokens", self._admin_tokens)
         app.router.add_post("/_sandbox/associations", self._admin_associations)
+        app.router.add_post("/_sandbox/records", self._admin_records)
+        app.router.add_post("/_sandbox/relations", self._admin_add_relation)
+        app.router.add_get("/_sandbox/relations", self._admin_relations, allow_head=False)
         app.router.add_get("/_sandbox/state", self._admin_state, allow_head=False)
         app.router.add_get("/_sandbox/log", self._admin_log, allow_head=False)
         return app
@@ -204,6 +272,62 @@ class Sandbox:
         except ValueError as exc:
             return ApiError(400, str(exc)).response()
         return json_response(created, status=201)
+
+    async def _admin_records(self, request: web.Request) -> web.Response:
+        body = await admin_body(request)
+        ids, count, prefix = body.get("ids", []), body.get("count", 0), body.get("prefix")
+        problems = []
+        if not isinstance(ids, list) or not all(isinstance(x, str) and x for x in ids):
+            problems.append("ids must be a list of record ids")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            problems.append("count must be a whole number")
+        if prefix is not None and not isinstance(prefix, str):
+            problems.append("prefix must be a string")
+        try:
+            fields = body_fields(
+                {k: v for k, v in body.items() if k in ("locationId", "objectKey")},
+                ("locationId", "objectKey"),
+            )
+        except ApiError as exc:
+            problems = [*exc.message, *problems]
+        unknown = sorted(set(body) - {"locationId", "objectKey", "ids", "count", "prefix"})
+        problems += [f"property {name} should not exist" for name in unknown]
+        if problems:
+            return ApiError(400, problems).response()
+        location_id, object_key = fields["locationId"], fields["objectKey"]
+        try:
+            total = self.add_records(location_id, object_key, ids, count=count, prefix=prefix)
+        except ValueError as exc:
+            return ApiError(404, str(exc)).response()
+        return json_response({"locationId": location_id, "objectKey": object_key, "records": total})
+
+    async def _admin_add_relation(self, request: web.Request) -> web.Response:
+        body = await admin_body(request)
+        try:
+            fields = body_fields(
+                body, ("locationId", "associationId", "firstRecordId", "secondRecordId")
+            )
+            created = self.add_relation(
+                fields["locationId"],
+                fields["associationId"],
+                fields["firstRecordId"],
+                fields["secondRecordId"],
+            )
+        except ApiError as exc:
+            return exc.response()
+        except ValueError as exc:
+            return ApiError(400, str(exc)).response()
+        return json_response(created, status=201)
+
+    async def _admin_relations(self, request: web.Request) -> web.Response:
+        wanted = request.query.getall("locationId", [])
+        locations = wanted or self._relations.locations()
+        return json_response(
+            {
+                "relations": {loc: self.relations(loc) for loc in locations},
+                "writes_by_relation": {loc: self.relation_writes(loc) for loc in locations},
+            }
+        )
 
     async def _admin_state(self, request: web.Request) -> web.Response:
         stats = asdict(self.stats)

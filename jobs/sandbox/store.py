@@ -13,7 +13,7 @@ sandbox answers as fast with 50,000 definitions in a location as with five.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -171,6 +171,7 @@ class Store:
         self.locations: dict[str, Location] = {}
         self.tokens: dict[str, str] = {}  # token -> location id
         self.owners: dict[str, str] = {}  # USER_DEFINED association id -> location id
+        self.on_delete: list[Callable[[Association], None]] = []  # e.g. the relations' cascade
         self._config = config
 
     def location(self, location_id: str) -> Location:
@@ -256,6 +257,8 @@ class Store:
         location.relabel(association, first, second)
 
     def delete(self, location: Location, association: Association) -> None:
-        """Remove a definition from its location."""
+        """Remove a definition from its location, after the ``on_delete`` hooks."""
+        for hook in self.on_delete:
+            hook(association)
         location.remove(association)
         self.owners.pop(association.id, None)

@@ -54,6 +54,9 @@ def query_error(name: str, given: list[str]) -> str | None:
         if len(given) != 1:
             return "locationId must be a string"
         return None if given[0].strip() else "locationId should not be empty"
+    if name == "associationIds":  # an array: associationIds=a&associationIds=b
+        empty = any(not value.strip() for value in given)
+        return "each value in associationIds should not be empty" if empty else None
     number = given[0].strip() if len(given) == 1 else ""
     if not number.lstrip("-").isdigit():
         return f"{name} must be a number conforming to the specified constraints"
