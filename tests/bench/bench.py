@@ -2,7 +2,7 @@
 
 Run by hand from the repository root::
 
-    python -m tests.bench.bench                      # all four scenarios, full size
+    python -m tests.bench.bench                      # every scenario, full size
     python -m tests.bench.bench overhead             # one scenario
     python -m tests.bench.bench scale --records 20000 --locations 1000
     python -m tests.bench.bench --json results.json  # the raw numbers too
@@ -32,6 +32,11 @@ sandbox
     getting keys, reading list pages at random offsets, deleting a tenth and reading pages
     again. Each phase reports requests/s and the sandbox's own CPU time per request (read
     from ``/proc``): the requests/s the sandbox could serve if the client were free.
+sandbox-relations, sandbox-relations-scale
+    The sandbox itself on the relation routes (no engine): creates, GETs by record and
+    deletes at full speed, 50,000 relations in one location, and 1,000,000 over 1,000
+    locations; requests/s, the sandbox's CPU per request and its memory per relation. See
+    ``sandbox_load.py``.
 
 How it measures. The sandbox is a separate process (``python -m engine sandbox``), so its
 work never counts. Each measured client (engine or floor) is a fresh worker process
@@ -197,10 +202,18 @@ def _reap(proc: subprocess.Popen[bytes], started: float, timeout: float) -> Usag
 class SandboxProcess:
     """``python -m engine sandbox`` on a free port, for the length of a ``with`` block."""
 
-    def __init__(self, workdir: Path, *, rate_limit: str = "0", name: str = "sandbox") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        rate_limit: str = "0",
+        name: str = "sandbox",
+        extra: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir
         self.rate_limit = rate_limit
         self.name = name
+        self.extra = tuple(extra)  # more options for the sandbox command
         self.url = ""
         self.usage = Usage()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -219,6 +232,7 @@ class SandboxProcess:
             self.rate_limit,
             "--daily-limit",
             "0",
+            *self.extra,
         ]
         with err_path.open("wb") as err:
             self._started = time.monotonic()
@@ -563,8 +577,13 @@ def _sandbox_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def worker_main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    workers = {"engine": _engine_worker, "floor": _floor_worker, "sandbox": _sandbox_worker}
-    result = workers[spec["kind"]](spec)
+    if spec["kind"] == "sandbox-load":  # the relation routes: see sandbox_load.py
+        from tests.bench.sandbox_load import load_worker
+
+        result = load_worker(spec)
+    else:
+        workers = {"engine": _engine_worker, "floor": _floor_worker, "sandbox": _sandbox_worker}
+        result = workers[spec["kind"]](spec)
     Path(out_path).write_text(json.dumps(result))
 
 
@@ -1006,6 +1025,12 @@ def render(
                 "machine's other load count there too)."
             )
         out += ["", f"Target ≥ {SANDBOX_TARGET:,} requests/s in every phase: {verdict}", ""]
+    for number, name in ((5, "sandbox-relations"), (6, "sandbox-relations-scale")):
+        if name in results:
+            from tests.bench.sandbox_load import render_load
+
+            title = f"{number}. Sandbox, relation routes"
+            out += render_load(title, results[name], elapsed[name])
     return "\n".join(out)
 
 
@@ -1032,12 +1057,21 @@ def _jsonable(value: Any) -> Any:
 
 # -- command line -----------------------------------------------------------------------------
 
-SCENARIOS = ("overhead", "pacing", "scale", "sandbox")
+SCENARIOS = (
+    "overhead",
+    "pacing",
+    "scale",
+    "sandbox",
+    "sandbox-relations",
+    "sandbox-relations-scale",
+)
 DEFAULTS = {
     "overhead": {"records": 20_000, "locations": 50},
     "pacing": {"records": 6_000, "locations": 20},
     "scale": {"records": 100_000, "locations": 5_000},
     "sandbox": {"records": 50_000, "locations": 1},
+    "sandbox-relations": {"records": 50_000, "locations": 1},  # see sandbox_load.py
+    "sandbox-relations-scale": {"records": 1_000_000, "locations": 1_000},
 }
 
 
@@ -1108,6 +1142,10 @@ def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse
         )
     if name == "sandbox":
         return run_sandbox(workdir, **size, concurrency=args.concurrency)
+    if name.startswith("sandbox-relations"):
+        from tests.bench.sandbox_load import run_sandbox_load
+
+        return run_sandbox_load(workdir, **size, concurrency=args.concurrency, name=name)
     return run_scale(workdir, **size, concurrency=args.concurrency)
 
 
