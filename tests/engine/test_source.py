@@ -312,7 +312,7 @@ def test_read_job_files_reads_all_in_order(tmp_path: Path, schema: AssociationsJ
     first = write(tmp_path / "a.csv", "locationId\nloc1\n")
     second = write(tmp_path / "b.json", '[{"locationId": "loc2"}]')
 
-    rows = read_job_files([first, second], schema)
+    rows = list(read_job_files([first, second], schema))
 
     assert [r.source for r in rows] == ["a.csv:2", "b.json#1"]
 
@@ -324,13 +324,13 @@ def test_read_job_files_fails_before_returning_anything(
     good = write(tmp_path / "a.csv", "locationId\nloc1\n")
 
     with pytest.raises(JobFileError):
-        read_job_files([good, str(tmp_path / "missing.csv")], schema)
+        list(read_job_files([good, str(tmp_path / "missing.csv")], schema))
 
 
 def test_read_job_files_without_files_is_a_file_error(schema: AssociationsJob) -> None:
     """No job file at all is an error."""
     with pytest.raises(JobFileError, match="no job file"):
-        read_job_files([], schema)
+        list(read_job_files([], schema))
 
 
 # -- files with no records ----------------------------------------------------------------------
@@ -354,7 +354,7 @@ def test_job_file_without_records_is_a_file_error(
     path = write(tmp_path / name, text)
 
     with pytest.raises(JobFileError, match="no records") as info:
-        read_job_files([path], schema)
+        list(read_job_files([path], schema))
 
     assert info.value.path == path
     assert why in str(info.value)
@@ -367,7 +367,7 @@ def test_every_file_without_records_is_named(tmp_path: Path, schema: Association
     empty_list = write(tmp_path / "c.json", "[]")
 
     with pytest.raises(ConfigError, match="no records") as info:
-        read_job_files([good, header_only, empty_list], schema)
+        list(read_job_files([good, header_only, empty_list], schema))
 
     assert header_only in str(info.value)
     assert empty_list in str(info.value)
