@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -60,31 +60,48 @@ def _corrupted(path: str, number: int, what: str) -> ConfigError:
     )
 
 
-def _read(path: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The run description and every intent of a journal.
-
-    A partial last line is skipped; any other damaged line is a ``ConfigError``."""
-    meta: dict[str, Any] | None = None
-    intents: list[dict[str, Any]] = []
+def _lines(path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each line of a journal, read as consumed (a journal can
+    hold a million intents). A partial last line is skipped; any other damaged line is a
+    ``ConfigError``."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            previous: bytes | None = None
+            number = 0
+            for line in fh:
+                if previous is not None:
+                    yield _parsed(path, number, previous)
+                number += 1
+                previous = line
+            # The last line counts only when complete: a partial one is what a process
+            # killed mid-write leaves, before that request went out.
+            if previous is not None and previous.endswith(b"\n"):
+                yield _parsed(path, number, previous)
     except OSError as exc:
         raise ConfigError(f"journal {path}: cannot be read ({os_error_text(exc)})") from None
-    lines = data.split(b"\n")
-    lines.pop()  # after the last newline: empty, or a partial line (killed mid-write)
-    for number, line in enumerate(lines, start=1):
-        try:
-            item = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise _corrupted(path, number, "not valid JSON") from None
-        if not isinstance(item, dict):
-            raise _corrupted(path, number, "not a JSON object")
-        if number == 1:
-            meta = item
-        elif isinstance(item.get("intent"), str):
-            intents.append(item)
-    return meta, intents
+
+
+def _parsed(path: str, number: int, line: bytes) -> tuple[int, dict[str, Any]]:
+    try:
+        item = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise _corrupted(path, number, "not valid JSON") from None
+    if not isinstance(item, dict):
+        raise _corrupted(path, number, "not a JSON object")
+    return number, item
+
+
+def _read_meta(path: str) -> dict[str, Any] | None:
+    """The run description (line 1), None when there is no complete line yet."""
+    first = next(_lines(path), None)
+    return None if first is None else first[1]
+
+
+def _intents(path: str) -> Iterator[dict[str, Any]]:
+    """Every intent after the description, in order (checking every line as it goes)."""
+    for number, item in _lines(path):
+        if number > 1 and isinstance(item.get("intent"), str):
+            yield item
 
 
 def journal_meta(path: str) -> dict[str, Any] | None:
@@ -92,7 +109,7 @@ def journal_meta(path: str) -> dict[str, Any] | None:
     missing or empty. Raises ``ConfigError`` when it is damaged or not a journal."""
     if not os.path.exists(path) or os.path.getsize(path) == 0:
         return None
-    meta, _ = _read(path)
+    meta = _read_meta(path)
     if meta is None:
         return None  # only a partial first line: killed while starting
     if meta.get("format") != _FORMAT:
@@ -103,7 +120,7 @@ def journal_meta(path: str) -> dict[str, Any] | None:
 def pending_intents(path: str, *, action: str | None = None) -> set[str]:
     """The record idents a journal noted writes for (optionally of one ``action`` only)."""
     return {
-        item["intent"] for item in _read(path)[1] if action is None or item.get("action") == action
+        item["intent"] for item in _intents(path) if action is None or item.get("action") == action
     }
 
 
@@ -138,26 +155,30 @@ class RunJournal:
         self._meta = {"format": _FORMAT, **meta}
         self._digests = None if digests is None else sorted(digests)
         self._ephemeral = ephemeral
-        self._intents: set[str] = set()
         self._log = AppendLog(path, sync_interval=sync_interval, clock=clock)
 
-    def open(self, *, resume: bool) -> None:
+    def open(self, *, resume: bool) -> list[str] | Iterator[str]:
         """Start a new journal, or (``resume``) check and continue an existing one.
 
-        Raises ``ConfigError`` (naming the file) when it cannot be used."""
+        Returns the idents of the records earlier processes noted writes for. They are read
+        from the file as they are consumed (a journal can hold a million), so consume them
+        before the first :meth:`intent`. Raises ``ConfigError`` (naming the file) when the
+        journal cannot be used, damaged lines included, before or while they are read."""
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        earlier: list[str] | Iterator[str] = []
         if exists:
             if not resume:
                 raise ConfigError(
                     f"{self.path} exists from an earlier run: pass --resume to continue it, "
                     "or choose another --report path"
                 )
-            meta, intents = _read(self.path)
-            self._intents = {item["intent"] for item in intents}
+            meta = _read_meta(self.path)
             # No complete line at all (killed while describing the run): nothing was sent.
             if meta is not None:
                 self._check(meta)
+            earlier = (item["intent"] for item in _intents(self.path))
         self._start(resumed=exists)
+        return earlier
 
     def _check(self, meta: Mapping[str, Any]) -> None:
         if meta.get("format") != _FORMAT:
@@ -218,10 +239,6 @@ class RunJournal:
         self._log.write(
             orjson.dumps({"intent": record.ident, "source": record.source, **fields}) + b"\n"
         )
-
-    def pending(self, record: Record) -> bool:
-        """Whether an earlier process noted a write for ``record`` (its effect is unknown)."""
-        return record.ident in self._intents
 
     def close(self) -> None:
         """Sync and close (raises ``StorageError`` when the final sync fails)."""

@@ -20,8 +20,8 @@ import enum
 import io
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any
 
 import orjson
 
@@ -31,6 +31,7 @@ from .errors import ConfigError, StorageError, os_error_text
 __all__ = [
     "ReportFormat",
     "ReportWriter",
+    "iter_report",
     "read_report",
     "report_format",
     "write_report_atomically",
@@ -177,29 +178,42 @@ def write_report_atomically(path: str, columns: Sequence[str], rows: Iterable[Ro
 
 
 def read_report(path: str) -> list[dict[str, str]]:
-    """Every complete row of a report (CSV or JSON Lines), in file order, values as strings.
+    """Every complete row of a report, in file order, values as strings (see
+    :func:`iter_report`; this one holds them all in memory)."""
+    return list(iter_report(path))
 
-    A truncated last line (a process killed mid-write) is skipped.
+
+def _complete_lines(fh: IO[str]) -> Iterator[str]:
+    """The file's lines, except a last one that has no line end (torn by a kill)."""
+    previous: str | None = None
+    for line in fh:
+        if previous is not None:
+            yield previous
+        previous = line
+    if previous is not None and previous.endswith(("\n", "\r")):
+        yield previous
+
+
+def iter_report(path: str) -> Iterator[dict[str, str]]:
+    """Every complete row of a report, in file order, values as strings, read as consumed.
+
+    A truncated last line (a process killed mid-write) is skipped, and so is a CSV row with
+    the wrong number of cells (a torn line that a later append completed).
     """
     fmt = report_format(path)
     with open(path, encoding="utf-8-sig", newline="") as fh:
-        text = fh.read()
-    rows: list[dict[str, str]] = []
-    if fmt is ReportFormat.JSONL:
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            try:
-                item = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # a torn last line
-            if isinstance(item, dict):
-                rows.append({k: "" if v is None else str(v) for k, v in item.items()})
-        return rows
-    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(complete))
-    for raw in reader:
-        if None in raw or any(v is None for v in raw.values()):
-            continue  # a row with the wrong number of cells: torn or repaired line
-        rows.append({k: _uncell(v) for k, v in raw.items()})
-    return rows
+        if fmt is ReportFormat.JSONL:
+            for line in _complete_lines(fh):
+                if not line.strip():
+                    continue
+                try:
+                    item = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue  # a torn line
+                if isinstance(item, dict):
+                    yield {k: "" if v is None else str(v) for k, v in item.items()}
+            return
+        for raw in csv.DictReader(_complete_lines(fh)):
+            if None in raw or any(v is None for v in raw.values()):
+                continue  # a row with the wrong number of cells: torn or repaired line
+            yield {k: _uncell(v) for k, v in raw.items()}
