@@ -13,6 +13,7 @@ from .errors import (
     EngineError,
     HTTPStatusError,
     JobFileError,
+    LocationError,
     MissingToken,
     RecordError,
     RequestError,
@@ -20,14 +21,15 @@ from .errors import (
     StorageError,
     TransportError,
 )
-from .job import JobContext, JobKind, Journal
+from .job import JobKind
 from .journal import journal_meta, journal_path, pending_intents
 from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
 from .lock import FileLock, LockHeld
 from .model import FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
-from .report import read_report
+from .report import iter_report, read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
-from .runner import Observer, RunConfig, Runner, RunResult, Summary, load_records, run
+from .runner import Observer, RunConfig, Runner, RunResult, Summary, run
+from .steps import Send, Steps, Write
 from .tokens import load_tokens
 from .transport import AiohttpTransport, Transport
 
@@ -45,10 +47,9 @@ __all__ = [
     "Exchange",
     "FileLock",
     "HTTPStatusError",
-    "JobContext",
     "JobFileError",
     "JobKind",
-    "Journal",
+    "LocationError",
     "LocationGates",
     "LocationId",
     "LocationLimiter",
@@ -68,15 +69,18 @@ __all__ = [
     "RunStats",
     "RunStopped",
     "Runner",
+    "Send",
+    "Steps",
     "StorageError",
     "Summary",
     "TokenLookup",
     "Transport",
     "TransportError",
+    "Write",
     "is_retryable",
+    "iter_report",
     "journal_meta",
     "journal_path",
-    "load_records",
     "load_tokens",
     "parse_rate",
     "pending_intents",

@@ -155,7 +155,8 @@ def execute(
     finally:
         if bar is not None:
             bar.close()
-    render_summary(result.summary, ok_statuses=ok_statuses)
+    with result:  # its outcomes live in a scratch file until it is closed
+        render_summary(result.summary, ok_statuses=ok_statuses)
     sys.exit(result.summary.exit_code)
 
 

@@ -10,6 +10,7 @@
       ├─ RunStopped           the run is stopping (Ctrl-C, SIGTERM): the record is ``not_run``
       ├─ StorageError         the report or journal cannot be written mid-run → sending stops
       ├─ DailyLimitExhausted  the location's daily budget is spent: its records are ``not_run``
+      ├─ LocationError        a location cannot be worked on: each of its records fails
       └─ RequestError         carries .request, .attempts, .ambiguous
            ├─ MissingToken    no token for the request's location → never sent
            ├─ TransportError  connect/read failure, reset, timeout → retryable
@@ -32,6 +33,7 @@ __all__ = [
     "EngineError",
     "HTTPStatusError",
     "JobFileError",
+    "LocationError",
     "MissingToken",
     "RecordError",
     "RequestError",
@@ -112,6 +114,16 @@ class DailyLimitExhausted(EngineError):
 
     Raised by the limiter before a request would be sent; the record is ``not_run``.
     """
+
+
+class LocationError(EngineError):
+    """A location cannot be worked on (its preparation failed): each of its records fails
+    with this message, its HTTP status and attempts."""
+
+    def __init__(self, message: str, *, http_status: int | None = None, attempts: int = 0):
+        self.http_status = http_status
+        self.attempts = attempts
+        super().__init__(message)
 
 
 class RequestError(EngineError):

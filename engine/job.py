@@ -1,8 +1,14 @@
-"""What a job kind provides to the generic engine.
+"""What a job kind provides to the generic engine, and nothing more.
 
-A job kind knows one API: how rows look, how a record becomes requests, and what the
-answers mean. The engine knows none of that; it reads files, schedules records, paces
-locations, retries, journals and reports.
+A job kind knows one API: how its rows look, what to read of a location before writing
+there, which requests carry out a record and what the answers mean. The engine knows none of
+that; it reads files, stores records, schedules them round-robin across locations, paces
+each location, retries, journals writes and reports.
+
+The dependency is one-way: the engine calls the kind, the kind never calls the engine. Its
+network work is a generator of :class:`~engine.steps.Send` steps that the engine drives
+(:mod:`engine.steps`), and what the engine knows that the kind needs (whether an earlier,
+interrupted run noted a write for this record) comes in as an argument.
 """
 
 from __future__ import annotations
@@ -10,35 +16,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from .client import Client
 from .limiter import RateHint
 from .model import Outcome, Record, Response
+from .steps import Steps
 
-__all__ = ["JobContext", "JobKind", "Journal"]
-
-
-class Journal(Protocol):
-    """Where a kind notes a write *before* sending it, so a killed run can be resumed."""
-
-    def intent(self, record: Record, fields: Mapping[str, str]) -> None:
-        """Durably note that a write for ``record`` is about to be sent."""
-
-    def pending(self, record: Record) -> bool:
-        """Whether an earlier process noted a write for ``record`` and never finished it."""
-
-
-class JobContext(Protocol):
-    """What ``JobKind.process`` may use."""
-
-    @property
-    def client(self) -> Client: ...
-
-    @property
-    def journal(self) -> Journal: ...
+__all__ = ["JobKind"]
 
 
 class JobKind(Protocol):
-    """One kind of job (for example HighLevel association definitions)."""
+    """One kind of job (for example HighLevel association definitions, or relations)."""
 
     #: short name, used in journals to refuse mixing jobs
     name: str
@@ -48,10 +34,16 @@ class JobKind(Protocol):
     ok_statuses: frozenset[str]
     #: outcomes that a resumed run does not try again
     final_statuses: frozenset[str]
+    #: what makes two rows one record, for "repeats ... (same location, action and key)"
+    same_record: str
+    #: requests one record costs on a clean run, for time estimates
+    requests_per_record: float
 
     def identity(self) -> Mapping[str, str]:
         """Settings a resumed run must share with the run it continues (API, base URL)."""
         ...
+
+    # -- reading job files ----------------------------------------------------------------
 
     def canonical_field(self, name: str) -> str | None:
         """The canonical name of an input column or key, or None when it is unknown."""
@@ -80,10 +72,20 @@ class JobKind(Protocol):
         """The record's own report columns (for example ``action`` and ``key``)."""
         ...
 
+    # -- carrying records out -------------------------------------------------------------
+
     def read_rate(self, response: Response) -> RateHint:
         """What a response says about its location's rate budget."""
         ...
 
-    async def process(self, record: Record, ctx: JobContext) -> Outcome:
-        """Carry out one record. Raising ``RequestError`` reports it ``failed``."""
+    def prepare(self, location_id: str) -> Steps[Any]:
+        """Read what the kind needs of a location before its records (run once per location;
+        the result is handed to :meth:`process`). Raising ``LocationError`` fails every
+        record of the location with its message."""
+        ...
+
+    def process(self, record: Record, state: Any, *, noted: bool) -> Steps[Outcome]:
+        """Carry out one record. ``noted``: an earlier process of this run noted a write for
+        it and never reported its outcome (so a change found in place may be its own). A
+        ``RequestError`` left unhandled reports the record ``failed``."""
         ...

@@ -20,20 +20,17 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-
-import anyio
 
 from engine import (
     FAILED,
     INVALID,
-    NOT_RUN,
     RETRYABLE_STATUSES,
     Exchange,
     HTTPStatusError,
-    JobContext,
     JobFileError,
+    LocationError,
     MissingToken,
     Outcome,
     RateHint,
@@ -42,6 +39,9 @@ from engine import (
     Request,
     RequestError,
     Response,
+    Send,
+    Steps,
+    Write,
 )
 
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
@@ -146,13 +146,6 @@ class LocationState:
             del self.by_pair[pair]
 
 
-@dataclass(slots=True)
-class _Loading:
-    done: anyio.Event
-    state: LocationState | None = None
-    error: Outcome | None = None
-
-
 def _text(values: Mapping[str, Any], name: str) -> str:
     """A field as text. JSON numbers are refused: no id or key is one (a number loses its
     leading zeros), and a location id that became a number is a spreadsheet's doing."""
@@ -177,12 +170,14 @@ class AssociationsJob:
     final_statuses: frozenset[str] = frozenset(
         {CREATED, EXISTS, CONFLICT, DELETED, ABSENT, INVALID}
     )
+    same_record: str = "same location, action and key"
+    #: a create or delete is one request; the location's reads are shared by its records
+    requests_per_record: float = 1.0
 
     def __init__(self, *, api: Api | str = Api.ASSOCIATIONS, base_url: str = DEFAULT_BASE_URL):
         self.api = Api(api)
         self.base_url = check_base_url(base_url)
         self.routes = Routes(api=self.api, base_url=self.base_url)
-        self._locations: dict[str, _Loading] = {}
 
     # -- reading job files ----------------------------------------------------------------
 
@@ -295,50 +290,25 @@ class AssociationsJob:
 
     # -- carrying records out -------------------------------------------------------------
 
-    async def process(self, record: Record, ctx: JobContext) -> Outcome:
-        loaded = await self._state(record, ctx)
-        if isinstance(loaded, Outcome):
-            return loaded
-        if record.get("action") == "delete":
-            return await self._delete(record, ctx, loaded)
-        return await self._create(record, ctx, loaded)
+    def prepare(self, location_id: str) -> Steps[LocationState]:
+        """Read the location once: its object schemas and every page of its definitions."""
+        try:
+            return (yield from self._load(location_id))
+        except MissingToken:
+            raise LocationError(
+                f"no token for location {location_id}: add it to --tokens or set "
+                f"GHL_TOKEN_{location_id}"
+            ) from None
+        except RequestError as exc:
+            failed = _failure(exc, f"reading location {location_id}")
+            raise LocationError(
+                failed.error, http_status=failed.http_status, attempts=failed.attempts
+            ) from None
 
-    async def _state(self, record: Record, ctx: JobContext) -> LocationState | Outcome:
-        """Read the location once (definitions and objects); later records wait for it."""
-        location = record.location_id
-        loading = self._locations.get(location)
-        if loading is None:
-            loading = self._locations[location] = _Loading(done=anyio.Event())
-            try:
-                loading.state = await self._load(location, ctx)
-            except RequestError as exc:
-                loading.error = _failure(record, exc, f"reading location {location}")
-                if isinstance(exc, MissingToken):
-                    loading.error = replace(
-                        loading.error,
-                        error=f"no token for location {location}: add it to --tokens or set "
-                        f"GHL_TOKEN_{location}",
-                    )
-            finally:
-                loading.done.set()
-        elif not loading.done.is_set():  # waiting on a set anyio.Event still yields once
-            await loading.done.wait()
-        if loading.state is not None:
-            return loading.state
-        if loading.error is not None:
-            return Outcome(
-                record=record,
-                status=loading.error.status,
-                http_status=loading.error.http_status,
-                error=loading.error.error,
-            )
-        # The first reader was cancelled or stopped: this record was never tried.
-        return Outcome(record=record, status=NOT_RUN, error="location was not read")
-
-    async def _load(self, location: str, ctx: JobContext) -> LocationState:
+    def _load(self, location: str) -> Steps[LocationState]:
         state = LocationState()
         request = self.routes.objects(location)
-        answer = await ctx.client.call(request)
+        answer = yield Send(request)
         _raise_for(request, answer, "listing objects")
         body = json_body(answer.response)
         for item in body.get("objects", []) if isinstance(body, dict) else []:
@@ -349,7 +319,7 @@ class AssociationsJob:
         skip = 0
         while True:
             request = self.routes.list(location, skip)
-            answer = await ctx.client.call(request)
+            answer = yield Send(request)
             _raise_for(request, answer, "listing associations")
             page = associations_from(json_body(answer.response))
             fresh = [a for a in page if a["key"] not in state.by_key]
@@ -361,7 +331,12 @@ class AssociationsJob:
                 return state
             skip += len(page)
 
-    async def _create(self, record: Record, ctx: JobContext, state: LocationState) -> Outcome:
+    def process(self, record: Record, state: LocationState, *, noted: bool) -> Steps[Outcome]:
+        if record.get("action") == "delete":
+            return (yield from self._delete(record, state, noted))
+        return (yield from self._create(record, state, noted))
+
+    def _create(self, record: Record, state: LocationState, noted: bool) -> Steps[Outcome]:
         key = record.get("key")
         first, second = record.get("first_object_key"), record.get("second_object_key")
         missing = [k for k in (first, second) if k not in state.objects]
@@ -374,7 +349,7 @@ class AssociationsJob:
             )
         found = state.by_key.get(key)
         if found is not None:
-            return self._settle(record, found, wrote=ctx.journal.pending(record), attempts=0)
+            return self._settle(record, found, wrote=noted, attempts=0)
         first_label = record.get("first_object_label") or state.objects[first]
         second_label = record.get("second_object_label") or state.objects[second]
         if first == second and first_label == second_label and self.routes.official:
@@ -412,16 +387,16 @@ class AssociationsJob:
             if record.get("second_object_label"):
                 body["secondObjectLabel"] = second_label
             body["description"] = record.get("description")
-        ctx.journal.intent(record, {"action": "create", "key": key})
+        write = Write(plan="create", intent={"action": "create", "key": key})
         state.claim(pair, key)
         try:
-            answer = await ctx.client.call(self.routes.create(record.location_id, body))
+            answer = yield Send(self.routes.create(record.location_id, body), write)
         except RequestError as exc:
-            return _failure(record, exc, "create")
+            return _failure(exc, "create").outcome(record)
         finally:
             state.release(pair, key)  # remembered below with the pair, if it was created
         response = answer.response
-        wrote = answer.ambiguous or ctx.journal.pending(record)
+        wrote = answer.ambiguous or noted
         if response.status in (200, 201):
             created = association_from(json_body(response)) or {}
             state.remember({**body, **created})
@@ -433,7 +408,7 @@ class AssociationsJob:
                 fields={"association_id": str(created.get("id", ""))},
             )
         if response.status in _LOOK_STATUSES:
-            looked = await self._look(record, ctx, key)
+            looked = yield from self._look(record, key)
             if isinstance(looked, Outcome):
                 return looked
             if looked is not None:
@@ -447,14 +422,12 @@ class AssociationsJob:
             error=error_text(response),
         )
 
-    async def _look(
-        self, record: Record, ctx: JobContext, key: str
-    ) -> dict[str, Any] | Outcome | None:
+    def _look(self, record: Record, key: str) -> Steps[dict[str, Any] | Outcome | None]:
         """GET the key: the association, None when it does not exist, or a failed outcome."""
         try:
-            answer = await ctx.client.call(self.routes.by_key(record.location_id, key))
+            answer = yield Send(self.routes.by_key(record.location_id, key))
         except RequestError as exc:
-            return _failure(record, exc, "looking up the key")
+            return _failure(exc, "looking up the key").outcome(record)
         if answer.response.status == 200:
             return association_from(json_body(answer.response))
         if answer.response.status in (400, 404):
@@ -509,7 +482,7 @@ class AssociationsJob:
             )
         return found
 
-    async def _delete(self, record: Record, ctx: JobContext, state: LocationState) -> Outcome:
+    def _delete(self, record: Record, state: LocationState, noted: bool) -> Steps[Outcome]:
         found = self._target(record, state)
         if isinstance(found, Outcome):
             return found
@@ -517,7 +490,7 @@ class AssociationsJob:
             # Gone already: by someone else (absent), or by this job's earlier, killed attempt.
             return Outcome(
                 record=record,
-                status=DELETED if ctx.journal.pending(record) else ABSENT,
+                status=DELETED if noted else ABSENT,
                 fields={"association_id": record.get("association_id")},
             )
         association_id = str(found.get("id", ""))
@@ -528,11 +501,11 @@ class AssociationsJob:
                 fields={"association_id": association_id},
                 error=f"{found.get('key')} is SYSTEM_DEFINED: HighLevel does not allow deleting it",
             )
-        ctx.journal.intent(record, {"action": "delete", "key": str(found.get("key", ""))})
+        write = Write(plan="delete", intent={"action": "delete", "key": str(found.get("key", ""))})
         try:
-            answer = await ctx.client.call(self.routes.delete(record.location_id, association_id))
+            answer = yield Send(self.routes.delete(record.location_id, association_id), write)
         except RequestError as exc:
-            return _failure(record, exc, "delete")
+            return _failure(exc, "delete").outcome(record)
         response = answer.response
         fields = {"association_id": association_id}
         if response.status in (200, 204):
@@ -546,7 +519,7 @@ class AssociationsJob:
             )
         if response.status == 404:
             state.forget(found)
-            wrote = answer.ambiguous or ctx.journal.pending(record)
+            wrote = answer.ambiguous or noted
             return Outcome(
                 record=record,
                 status=DELETED if wrote else ABSENT,
@@ -627,17 +600,29 @@ def _raise_for(request: Request, answer: Exchange, what: str) -> None:
         raise exc
 
 
-def _failure(record: Record, exc: RequestError, what: str) -> Outcome:
-    """A failed outcome that says what was being done and what the server said."""
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """How a request failed, ready to become a record's outcome or a location's error."""
+
+    error: str
+    http_status: int | None
+    attempts: int
+
+    def outcome(self, record: Record) -> Outcome:
+        return Outcome(
+            record=record,
+            status=FAILED,
+            http_status=self.http_status,
+            attempts=self.attempts,
+            error=self.error,
+        )
+
+
+def _failure(exc: RequestError, what: str) -> _Failure:
+    """What was being done and what the server said."""
     if isinstance(exc, HTTPStatusError):
         text = error_text(exc.response)
         if exc.status in RETRYABLE_STATUSES:
             text = f"gave up after {exc.attempts} attempts, last {text}"
-        return Outcome(
-            record=record,
-            status=FAILED,
-            http_status=exc.status,
-            attempts=exc.attempts,
-            error=f"{what}: {text}",
-        )
-    return Outcome(record=record, status=FAILED, attempts=exc.attempts, error=f"{what}: {exc}")
+        return _Failure(f"{what}: {text}", exc.status, exc.attempts)
+    return _Failure(f"{what}: {exc}", None, exc.attempts)

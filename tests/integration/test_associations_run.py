@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from engine import Request, Response, TransportError
 from engine.transport import AiohttpTransport
@@ -244,3 +245,21 @@ async def test_missing_token_fails_that_location_only(
     assert statuses(result) == ["created", "created", "failed", "failed"]
     assert f"GHL_TOKEN_{LOC_B}" in result.outcomes[2].error
     assert all(r.token_location in (None, LOC_A) for r in sandbox.log)
+
+
+async def test_outcomes_are_read_from_a_scratch_file_that_close_removes(
+    sandbox: Sandbox, write_job: Callable[[str, str], str], tmp_path: Path
+) -> None:
+    """A result reads its outcomes from the run's store beside the report until closed."""
+    job = write_job("onboarding.json", TEMPLATE)
+    report = tmp_path / "out.csv"
+
+    result = await run_against(sandbox, job, report=str(report))
+
+    assert (tmp_path / "out.csv.store").exists()
+    assert [o.record.source for o in result.outcomes] == [
+        f"onboarding.json#{n}" for n in (1, 2, 3, 4)
+    ]
+    result.close()
+    assert not (tmp_path / "out.csv.store").exists()
+    assert report.exists()

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from engine import INVALID, RecordError, load_records
+from engine import INVALID, RecordError
+from engine.loading import load_job_files
+from engine.store import RunStore
 from jobs.associations import AssociationsJob
 
 CREATE = {"key": "pet_owner", "first_object_key": "contact", "second_object_key": "business"}
@@ -72,9 +74,12 @@ def test_numeric_ids_in_a_csv_are_reported_invalid(tmp_path: Path, job: Associat
         encoding="utf-8",
     )
 
-    records, known = load_records(job, [str(path)])
+    store = RunStore()
+    load_job_files(store, job, [str(path)])
 
-    assert [r.location_id for r in records] == ["123", "loc01"]
-    assert known[0].status == INVALID
-    assert known[0].error.startswith("location_id:")
-    assert 1 not in known
+    assert store.todo_counts() == {"loc01": 1}
+    (invalid,) = store.outcomes()
+    assert invalid.record.location_id == "123"
+    assert invalid.status == INVALID
+    assert invalid.error.startswith("location_id:")
+    store.close()
