@@ -10,6 +10,7 @@ from .client import Client, Exchange, RunStats, TokenLookup
 from .errors import (
     AttemptTimeout,
     ConfigError,
+    ConnectFailed,
     EngineError,
     HTTPStatusError,
     JobFileError,
@@ -42,6 +43,7 @@ __all__ = [
     "AttemptTimeout",
     "Client",
     "ConfigError",
+    "ConnectFailed",
     "DailyLimitExhausted",
     "EngineError",
     "Exchange",

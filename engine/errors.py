@@ -7,14 +7,18 @@
       │    ├─ JobFileError    names the file, line and field
       │    └─ LockHeld        another process runs on the same report (engine.lock)
       ├─ RecordError          one bad input row → reported ``invalid``, never sent
-      ├─ RunStopped           the run is stopping (Ctrl-C, SIGTERM): the record is ``not_run``
+      ├─ RunStopped           the run is stopping (Ctrl-C, SIGTERM, the host cannot be
+      │                       reached): the record is ``not_run``
       ├─ StorageError         the report or journal cannot be written mid-run → sending stops
       ├─ DailyLimitExhausted  the location's daily budget is spent: its records are ``not_run``
       ├─ LocationError        a location cannot be worked on: each of its records fails
       └─ RequestError         carries .request, .attempts, .ambiguous
            ├─ MissingToken    no token for the request's location → never sent
-           ├─ TransportError  connect/read failure, reset, timeout → retryable
-           │    └─ AttemptTimeout
+           ├─ TransportError  reset, dropped, timed out → retryable; it may have reached
+           │    │             the server, so its effect is unknown (ambiguous)
+           │    ├─ AttemptTimeout
+           │    └─ ConnectFailed   no connection (DNS, refused, TLS, connect timeout): the
+           │                       server never saw it → retryable, not ambiguous
            └─ HTTPStatusError carries .response; retryable iff 429 or 5xx
 
 Messages never contain tokens: requests render their headers redacted.
@@ -29,6 +33,7 @@ from .model import Request, Response
 __all__ = [
     "AttemptTimeout",
     "ConfigError",
+    "ConnectFailed",
     "DailyLimitExhausted",
     "EngineError",
     "HTTPStatusError",
@@ -145,11 +150,26 @@ class MissingToken(RequestError):
 
 
 class TransportError(RequestError):
-    """The connection failed, was reset, or timed out: the outcome is unknown, retry."""
+    """No answer: the connection was reset, dropped or timed out. The request may have
+    reached the server, so its effect is unknown; retry."""
 
 
 class AttemptTimeout(TransportError):
     """One attempt took longer than the per-attempt timeout."""
+
+
+class ConnectFailed(TransportError):
+    """No connection could be made (DNS lookup, refused, TLS handshake or certificate,
+    connect timeout): the server never saw the request, so nothing is ambiguous about it.
+
+    ``host`` is the host (and port, when the URL gives one); ``cause`` says why in a few
+    words a person can act on, such as ``DNS lookup failed`` or ``connection refused``.
+    """
+
+    def __init__(self, message: str, *, request: Request, host: str, cause: str):
+        self.host = host
+        self.cause = cause
+        super().__init__(message, request=request)
 
 
 class HTTPStatusError(RequestError):

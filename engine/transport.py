@@ -4,17 +4,30 @@
 aiohttp. It owns one ``ClientSession`` for the whole run, reads the body inside the seam and
 returns our own frozen ``Response``, and translates aiohttp's exceptions into ours so that
 nothing foreign escapes.
+
+The translation keeps one distinction the engine depends on: a request that never reached
+the server (no connection: the DNS lookup failed, the port refused, the TLS handshake or the
+certificate failed, the connect timed out) is a ``ConnectFailed``; one that may have reached
+it (reset or dropped after sending, timed out waiting for the answer) is a plain
+``TransportError`` or ``AttemptTimeout``. Only the second makes a write's effect unknown,
+and only the first, repeated, means the host cannot be reached at all. aiohttp draws the
+same line: its ``ClientConnectorError`` family (DNS, SSL and certificate errors included) and
+``ConnectionTimeoutError`` are raised while connecting, before anything is sent, and it
+never retries them itself.
 """
 
 from __future__ import annotations
 
+import errno
 import time
 from types import TracebackType
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
-from .errors import AttemptTimeout, TransportError
+from .errors import AttemptTimeout, ConnectFailed, TransportError
 from .model import Request, Response
 
 __all__ = ["AiohttpTransport", "Transport"]
@@ -31,19 +44,34 @@ class Transport(Protocol):
 class AiohttpTransport:
     """A ``Transport`` over one shared ``aiohttp.ClientSession``.
 
-    ``timeout`` is the per-attempt budget in seconds (connect + send + read the body).
-    ``limit`` caps open connections overall.
+    ``timeout`` is the per-attempt budget in seconds (connect + send + read the body), of
+    which making a new connection may take at most ``connect_timeout`` (a connect that
+    takes longer is a lost packet or a host that drops connections, and is retried as a
+    ``ConnectFailed``). ``limit`` caps open connections overall. ``resolver`` replaces the
+    system's DNS resolver (tests use one that never leaves the machine).
     """
 
-    def __init__(self, *, timeout: float = 30.0, limit: int = 100) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+    def __init__(
+        self,
+        *,
+        timeout: float = 30.0,
+        limit: int = 100,
+        connect_timeout: float = 10.0,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
+        self._timeout = aiohttp.ClientTimeout(
+            total=timeout, sock_connect=min(timeout, connect_timeout)
+        )
         self._limit = limit
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         # Created lazily so that it binds to the running loop, never at import time.
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
+            connector = aiohttp.TCPConnector(
+                limit=self._limit, limit_per_host=self._limit, resolver=self._resolver
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, raise_for_status=False
             )
@@ -72,13 +100,23 @@ class AiohttpTransport:
                     body=payload,
                     elapsed=time.monotonic() - started,
                 )
+        # The messages never include headers, so no token can leak through them.
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Before TimeoutError: a connect timeout is one too, but nothing was sent.
+            host = _host(request.url)
+            cause = _connect_cause(exc, self._timeout.sock_connect)
+            raise ConnectFailed(
+                f"{request.method} {request.url}: cannot reach {host}: {cause}",
+                request=request,
+                host=host,
+                cause=cause,
+            ) from exc
         except TimeoutError as exc:
             raise AttemptTimeout(
                 f"{request.method} {request.url}: no answer within {self._timeout.total} s",
                 request=request,
             ) from exc
         except aiohttp.ClientError as exc:
-            # The message never includes headers, so no token can leak through it.
             raise TransportError(
                 f"{request.method} {request.url}: {type(exc).__name__}: {exc}", request=request
             ) from exc
@@ -98,3 +136,45 @@ class AiohttpTransport:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _connect_cause(
+    exc: aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError, after: float | None
+) -> str:
+    """Why no connection could be made, in a few words. Most specific first: a certificate
+    error is an SSL error, which is a connector error."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"timed out connecting (after {after} s)" if after else "timed out connecting"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"DNS lookup failed ({_os_reason(exc.os_error)})"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        detail = getattr(cert, "verify_message", None) or _os_reason(cert)
+        return f"TLS certificate verification failed ({detail})"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed ({_os_reason(exc.os_error)})"
+    if exc.os_error.errno == errno.ECONNREFUSED:
+        return "connection refused"
+    return f"could not connect ({_os_reason(exc.os_error)})"
+
+
+def _os_reason(error: BaseException) -> str:
+    """The short text of an OS, DNS or SSL error, without the errno or the C source line."""
+    reason = getattr(error, "reason", None)  # ssl.SSLError: WRONG_VERSION_NUMBER, ...
+    if isinstance(reason, str) and reason:
+        return reason.replace("_", " ").lower()
+    strerror = getattr(error, "strerror", None)
+    return (
+        strerror if isinstance(strerror, str) and strerror else str(error) or type(error).__name__
+    )
+
+
+def _host(url: str) -> str:
+    """``host`` or ``host:port`` (when the URL names a port) of ``url``."""
+    parts = urlsplit(url)
+    host = parts.hostname or parts.netloc
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port is not None else host

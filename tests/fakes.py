@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import errno
 import os
+import socket
 import stat
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -13,6 +14,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from engine import Request, Response
 
@@ -179,3 +181,29 @@ class ReadOnly:
             os.chmod(path, mode)
         self._files.clear()
         self._folders.clear()
+
+
+class FakeResolver(AbstractResolver):
+    """An aiohttp resolver that never leaves the machine: every name in ``known`` is
+    127.0.0.1, every other one fails as the system's resolver fails for a name that does not
+    exist (``socket.gaierror`` EAI_NONAME). Names it was asked for are in ``asked``."""
+
+    def __init__(self, *known: str) -> None:
+        self.known = set(known)
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        await anyio.lowlevel.checkpoint()
+        if host.rstrip(".") not in self.known:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            ResolveResult(
+                hostname=host, host="127.0.0.1", port=port, family=socket.AF_INET, proto=0, flags=0
+            )
+        ]
+
+    async def close(self) -> None:
+        pass

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 
 import aiohttp
+import anyio
 import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 
-from engine import AttemptTimeout, Request, TransportError
+from engine import AttemptTimeout, ConnectFailed, Request, TransportError
 from engine.transport import AiohttpTransport
+from tests.fakes import FakeResolver
 
 URL = "https://api.example.test/associations/"
 
@@ -98,6 +103,7 @@ async def test_connection_failures_become_transport_errors(
         with pytest.raises(TransportError) as caught:
             await transport.send(request())
     assert caught.value.__cause__ is failure
+    assert not isinstance(caught.value, ConnectFailed)  # it may have reached the server
     assert "sekret-token" not in str(caught.value)
     assert "sekret-token" not in repr(caught.value.request)
 
@@ -134,3 +140,96 @@ async def test_a_real_server_that_hangs_times_out_and_one_that_drops_resets() ->
                 await t.send(request(method="GET", url=f"{base}/stall", json=None))
             with pytest.raises(TransportError):
                 await t.send(request(method="GET", url=f"{base}/drop", json=None))
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_nothing_listening_is_a_connect_failure() -> None:
+    """A refused connection is ConnectFailed naming host, port and cause; no token shown."""
+    port = free_port()
+    async with AiohttpTransport(timeout=2) as t:
+        with pytest.raises(ConnectFailed) as caught:
+            await t.send(request(url=f"http://127.0.0.1:{port}/associations/"))
+    assert caught.value.host == f"127.0.0.1:{port}"
+    assert caught.value.cause == "connection refused"
+    assert "sekret-token" not in str(caught.value)
+
+
+async def test_a_name_that_does_not_resolve_is_a_dns_failure() -> None:
+    """A DNS failure is ConnectFailed with the name (no port in the URL, none shown)."""
+    resolver = FakeResolver()
+    async with AiohttpTransport(timeout=2, resolver=resolver) as t:
+        with pytest.raises(ConnectFailed) as caught:
+            await t.send(request(url="https://ghl-test.invalid/associations/"))
+    assert resolver.asked == ["ghl-test.invalid"]
+    assert caught.value.host == "ghl-test.invalid"
+    assert caught.value.cause.startswith("DNS lookup failed (")
+    assert "cannot reach ghl-test.invalid: DNS lookup failed" in str(caught.value)
+
+
+async def test_https_to_a_plain_http_port_is_a_tls_failure() -> None:
+    """TLS spoken to a plain-HTTP server fails the handshake: ConnectFailed, nothing sent."""
+    seen: list[str] = []
+
+    async def handler(req: web.Request) -> web.Response:
+        seen.append(req.path)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/associations/", handler)
+    async with (
+        TestServer(app, host="127.0.0.1", port=0) as server,
+        AiohttpTransport(timeout=2) as t,
+    ):
+        with pytest.raises(ConnectFailed) as caught:
+            await t.send(request(url=f"https://127.0.0.1:{server.port}/associations/"))
+    assert caught.value.cause.startswith("TLS handshake failed (")
+    assert seen == []
+
+
+async def test_a_certificate_error_says_so() -> None:
+    """A certificate that fails verification is ConnectFailed saying why it failed."""
+    failure = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    failure.verify_message = "self-signed certificate"
+    key = SimpleNamespace(host="api.example.test", port=443, ssl=True)
+    with aioresponses() as mocked:
+        mocked.post(URL, exception=aiohttp.ClientConnectorCertificateError(key, failure))  # type: ignore[arg-type]
+        async with AiohttpTransport(timeout=2) as t:
+            with pytest.raises(ConnectFailed) as caught:
+                await t.send(request())
+    assert caught.value.host == "api.example.test"
+    assert caught.value.cause == "TLS certificate verification failed (self-signed certificate)"
+
+
+@pytest.fixture
+def full_backlog() -> Iterator[int]:
+    """A port on 127.0.0.1 whose listen queue is full, so new connects hang (SYN dropped)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port: int = server.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):  # in progress: it will never finish
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for sock in (*fillers, server):
+        sock.close()
+
+
+async def test_a_connect_that_hangs_is_a_connect_failure_not_a_timeout(full_backlog: int) -> None:
+    """A connect that outlasts connect_timeout is ConnectFailed, within that time."""
+    async with AiohttpTransport(timeout=5, connect_timeout=0.2) as t:
+        with pytest.raises(ConnectFailed) as caught:
+            with anyio.fail_after(3):
+                await t.send(request(url=f"http://127.0.0.1:{full_backlog}/associations/"))
+    assert caught.value.cause == "timed out connecting (after 0.2 s)"
