@@ -4,7 +4,7 @@
 packages through the ``ghl_migrate.cli`` entry point group, so the engine names no API.
 This module holds what every command shares: option bundles, turning a ``RunConfig`` into a
 run with progress and summary, and mapping errors to exit codes (0 ok, 1 some records not
-ok, 2 usage or job-file errors with nothing sent).
+ok, 2 usage or job-file errors, or a host that cannot be reached, with nothing sent).
 """
 
 from __future__ import annotations
@@ -119,7 +119,13 @@ def log_options(f: F) -> F:
     f = click.option(
         "--no-progress", is_flag=True, help="No progress bar (it is shown only on a terminal)."
     )(f)
-    f = click.option("-v", "--verbose", is_flag=True, help="Log every request decision.")(f)
+    f = click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        help="Log every request decision: each request sent and its answer, each retry "
+        "with its wait and reason, and what the job decided for each record.",
+    )(f)
     return click.option(
         "--log-format",
         type=click.Choice(["console", "json"]),
@@ -184,6 +190,6 @@ def main() -> None:
     """Batch migrations for HighLevel agencies: one change, many sub-accounts, a report
     for every record, safe to re-run and to undo.
 
-    Exit codes: 0 every record ok, 1 some records not ok (see the report), 2 bad usage or
-    an unreadable job file (nothing was sent).
+    Exit codes: 0 every record ok, 1 some records not ok (see the report), 2 bad usage, an
+    unreadable job file, or a host that cannot be reached (nothing was sent).
     """

@@ -4,22 +4,42 @@ Job kinds call ``Client.call``; it is the only way they reach the network. For e
 it waits for a slot of the request's location (so a location that gets 429s slows down
 alone), adds that location's token, sends through the transport, feeds the response's rate
 headers back to the location's limiter, and lets stamina decide on another attempt.
+
+It also notices a host that cannot be reached at all: when a request has used up its
+attempts without ever connecting (DNS, refused, TLS) and no other request connected
+meanwhile, the host is unreachable; the client calls ``on_unreachable`` once, stops, and
+every call still going ends in ``RunStopped`` rather than in one more failure.
+
+With the ``engine`` logger at debug level it logs every request decision (sent, answered,
+failed); the lines carry the record's ``location`` and ``source`` that the runner binds.
+Warnings are for what a person can act on: a request given up on, a location throttled
+below its expected rate.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import anyio
 import stamina
+import structlog
 
-from .errors import HTTPStatusError, MissingToken, RequestError, RunStopped, TransportError
+from .errors import (
+    ConnectFailed,
+    HTTPStatusError,
+    MissingToken,
+    RequestError,
+    RunStopped,
+    TransportError,
+)
 from .limiter import LocationGates, RateHint
 from .model import LocationId, Request, Response
-from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable
+from .retry import RETRYABLE_STATUSES, RetryPolicy, describe_failure, is_retryable, log_retries
 from .transport import Transport
 
 __all__ = ["Client", "Exchange", "RunStats", "TokenLookup"]
@@ -32,12 +52,16 @@ TokenLookup = Callable[[LocationId], str | None]
 class RunStats:
     """Counters for the summary. Mutated only from the event loop's thread."""
 
+    #: attempts that reached the server: answered, or lost after the connection was made
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    #: attempts lost after connecting: reset, dropped, timed out waiting for the answer
     transport_errors: int = 0
     server_errors: int = 0
-    #: requests sent, by HTTP method
+    #: attempts that never reached the server: no connection could be made
+    connect_failures: int = 0
+    #: requests that reached the server, by HTTP method
     by_method: Counter[str] = field(default_factory=Counter)
 
 
@@ -53,6 +77,9 @@ class _Call:
 class _Tries:
     attempts: int = 0
     ambiguous: bool = False
+    #: ``Client._connected`` when the call began: unchanged at its end means that no
+    #: request of the run connected while this one was trying
+    connected: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,7 +88,8 @@ class Exchange:
 
     response: Response
     attempts: int
-    #: an earlier attempt may have reached the server (reset, timeout, 5xx)
+    #: an earlier attempt may have reached the server and had an effect (reset, timeout,
+    #: 5xx); an attempt that could not connect never did
     ambiguous: bool = False
 
 
@@ -76,6 +104,7 @@ class Client:
         gates: LocationGates,
         read_rate: Callable[[Response], RateHint],
         policy: RetryPolicy | None = None,
+        on_unreachable: Callable[[ConnectFailed], None] | None = None,
     ) -> None:
         self._transport = transport
         self._tokens = tokens
@@ -85,7 +114,15 @@ class Client:
         self._hook = functools.partial(is_retryable, max_retry_after=self._policy.max_retry_after)
         self._stopping = False
         self._calls: set[_Call] = set()
+        self._on_unreachable = on_unreachable
+        self._connected = 0  # attempts that made a connection, over the whole run
+        #: the failure that showed the host cannot be reached, once it has
+        self.unreachable: ConnectFailed | None = None
         self.stats = RunStats()
+        log_retries()  # our own retry lines, not stamina's
+        self._log = structlog.get_logger("engine").bind()
+        # Checked once: per-request debug lines cost nothing unless they are wanted.
+        self._verbose = self._log.is_enabled_for(logging.DEBUG)
 
     @property
     def gates(self) -> LocationGates:
@@ -118,7 +155,7 @@ class Client:
             raise MissingToken(f"no token for location {request.location_id}", request=request)
         # The token goes only on this location's own request, and only in this copy.
         signed = request.with_headers({"Authorization": f"Bearer {token}"})
-        tries = _Tries()
+        tries = _Tries(connected=self._connected)
         failed: Exception | None = None
         try:
             if self._gates[request.location_id].ready():
@@ -142,14 +179,40 @@ class Client:
                     return await self._retrying(request, signed, call, tries, failed)
             finally:
                 self._calls.discard(call)
-        except TransportError as exc:
-            exc.attempts, exc.ambiguous = tries.attempts, True
-            raise
         except RequestError as exc:
             exc.attempts, exc.ambiguous = tries.attempts, tries.ambiguous
+            if isinstance(exc, ConnectFailed) and self._cannot_reach(exc, tries):
+                raise RunStopped(f"cannot reach {exc.host}: {exc.cause}") from exc
+            if isinstance(exc, TransportError | HTTPStatusError):  # retryable: all tried
+                self._log.warning(
+                    f"gave up after {exc.attempts} attempts",
+                    method=request.method,
+                    path=urlsplit(request.url).path,
+                    reason=describe_failure(exc),
+                )
             raise
         # Only reached when stop() cancelled the wait for a slot or a backoff.
         raise RunStopped("the run is stopping")
+
+    def _cannot_reach(self, exc: ConnectFailed, tries: _Tries) -> bool:
+        """Whether this give-up shows that the host cannot be reached; if so (the first
+        time), stop and tell ``on_unreachable``.
+
+        A request used up all its attempts without connecting, and no other request
+        connected while it tried (through its whole backoff): the DNS, the port or TLS fails
+        every time. Whether anything connected earlier in the run does not matter: a host
+        that goes away mid-run is as unreachable, and grinding through every remaining
+        record, each failing after its own retries, would only turn them from ``not_run``
+        into ``failed`` slowly.
+        """
+        if self.unreachable is None:
+            if self._connected != tries.connected:
+                return False
+            self.unreachable = exc
+            self.stop()
+            if self._on_unreachable is not None:
+                self._on_unreachable(exc)
+        return True
 
     async def _retrying(
         self,
@@ -186,6 +249,8 @@ class Client:
         tries.attempts += 1
         try:
             response = await self._send_once(signed, request.location_id, call)
+        except ConnectFailed:
+            raise  # it never reached the server
         except TransportError:
             tries.ambiguous = True  # it may have reached the server
             raise
@@ -202,22 +267,52 @@ class Client:
         async with gate.slot():
             if self._stopping:  # the wait for a slot may have outlived the run
                 raise RunStopped("the run is stopping")
-            self.stats.requests += 1
-            self.stats.by_method[signed.method] += 1
+            if self._verbose:
+                self._log.debug("sending", method=signed.method, path=urlsplit(signed.url).path)
             if call is not None:
                 call.sending = True
             try:
                 response = await self._transport.send(signed)
-            except TransportError:
+            except ConnectFailed as exc:
+                self.stats.connect_failures += 1
+                if self._verbose:
+                    self._log.debug("could not connect", reason=describe_failure(exc))
+                raise
+            except TransportError as exc:
+                self._reached(signed.method)
                 self.stats.transport_errors += 1
+                if self._verbose:
+                    self._log.debug("no answer", reason=describe_failure(exc))
                 raise
             finally:
                 if call is not None:
                     call.sending = False
+            self._reached(signed.method)
+        if self._verbose:
+            self._log.debug(
+                "answer",
+                method=signed.method,
+                path=urlsplit(signed.url).path,
+                status=response.status,
+                ms=round(response.elapsed * 1000),
+            )
         throttled = response.status == 429
         if throttled:
             self.stats.rate_limited += 1
         elif response.status >= 500:
             self.stats.server_errors += 1
+        limit = gate.limit
         gate.observe(self._read_rate(response), throttled=throttled)
+        if throttled and gate.limit < limit:
+            self._log.warning(
+                "throttled (429) below the expected rate: pacing this location slower",
+                limit=gate.limit,
+                interval=gate.interval,
+            )
         return response
+
+    def _reached(self, method: str) -> None:
+        """One attempt made a connection: the server saw it (or may have)."""
+        self._connected += 1
+        self.stats.requests += 1
+        self.stats.by_method[method] += 1

@@ -46,7 +46,12 @@ class _Stderr(io.TextIOBase):
 def configure_logging(
     fmt: str = "console", *, verbose: bool = False, stream: TextIO | None = None
 ) -> None:
-    """structlog to stderr: readable on a terminal, one JSON object per line with ``json``."""
+    """structlog to stderr: readable on a terminal, one JSON object per line with ``json``.
+
+    At the default level: the run's start and end, and warnings a person can act on, each
+    naming the record's ``location`` and ``source``. ``verbose``: every request decision
+    too (sent, answered, retried, given up; the job kind's own), at debug level.
+    """
     out: TextIO = stream if stream is not None else _Stderr()  # type: ignore[assignment]
     renderer: structlog.typing.Processor
     if fmt == "json":
@@ -155,9 +160,12 @@ def render_summary(
             + (f" … and {more} more location{'' if more == 1 else 's'}" if more > 0 else "")
         )
     rate = summary.processed / summary.elapsed if summary.elapsed > 0 else 0.0
+    could_not = (
+        f", {summary.connect_failures} could not connect" if summary.connect_failures else ""
+    )
     out.print(
         f"{summary.elapsed:.1f} s, {summary.processed} records done at {rate:.1f}/s; "
-        f"{summary.requests} requests sent, {summary.retries} retried, "
+        f"{summary.requests} requests sent{could_not}, {summary.retries} retried, "
         f"{summary.rate_limited} rate limited (429)"
     )
     if summary.server_errors or summary.transport_errors:
@@ -165,13 +173,21 @@ def render_summary(
             f"transient failures: {summary.server_errors} server errors (5xx), "
             f"{summary.transport_errors} connection resets or timeouts"
         )
-    if summary.stopped:
+    if summary.unreachable:
+        sent = "nothing was sent" if not summary.requests else "it stopped answering"
+        out.print(
+            f"[red]stopped: {summary.unreachable} ({sent}); records not sent are 'not_run'; "
+            "check the address and the network, then --resume[/]"
+        )
+    elif summary.stopped:
         out.print("[yellow]stopped early: records not sent are 'not_run'; --resume continues[/]")
     if summary.report:
         out.print(f"report: {summary.report}")
     verdict = (
         "[green]all records ok[/]"
         if summary.exit_code == 0
+        else "[red]nothing was sent[/]"
+        if summary.exit_code == 2
         else "[red]some records need attention[/]"
     )
     out.print(verdict)

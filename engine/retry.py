@@ -4,6 +4,11 @@
 change on a retry (4xx, bad input, a stopped run), ``True`` for transient failures
 (connection errors, timeouts, 5xx), and for a 429 with ``Retry-After`` the number of seconds
 to wait, which overrides the exponential backoff.
+
+Retries are logged by the engine, not by stamina: ``log_retries`` replaces stamina's default
+instrumentation (a raw ``stamina.retry_scheduled`` line at warning level that names neither
+the location nor the record) with ``log_retry``, one debug line per scheduled retry. Lines
+logged inside a record carry its ``location`` and ``source`` (the runner binds them).
 """
 
 from __future__ import annotations
@@ -11,11 +16,25 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from .errors import HTTPStatusError, TransportError
+import structlog
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
+
+from .errors import HTTPStatusError, RequestError, TransportError
 from .model import Response
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "is_retryable", "retry_after_seconds"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "RetryPolicy",
+    "describe_failure",
+    "is_retryable",
+    "log_retries",
+    "log_retry",
+    "retry_after_seconds",
+]
+
+log = structlog.get_logger("engine")
 
 #: Statuses worth another attempt: rate limited, or a transient server/proxy failure.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -62,3 +81,35 @@ def is_retryable(exc: Exception, *, max_retry_after: float = 300.0) -> bool | fl
                 return min(delay, max_retry_after)
         return True
     return False
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Why an attempt failed, in a few words for a log line (``HTTP 503``, ``connection
+    refused``...), without the request's method and URL, which the line carries apart."""
+    if isinstance(exc, HTTPStatusError):
+        return f"HTTP {exc.status}"
+    text = str(exc)
+    if isinstance(exc, RequestError):
+        prefix = f"{exc.request.method} {exc.request.url}: "
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text or type(exc).__name__
+
+
+def log_retry(details: RetryDetails) -> None:
+    """A stamina on-retry hook: one debug line per scheduled retry, with the wait and why."""
+    exc = details.caused_by
+    request = exc.request if isinstance(exc, RequestError) else None
+    log.debug(
+        "retry scheduled",
+        method=request.method if request else None,
+        path=urlsplit(request.url).path if request else None,
+        attempt=details.retry_num + 1,
+        wait=round(details.wait_for, 3),
+        reason=describe_failure(exc),
+    )
+
+
+def log_retries() -> None:
+    """Make stamina report retries through ``log_retry`` only (process-wide; idempotent)."""
+    set_on_retry_hooks([log_retry])

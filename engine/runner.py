@@ -19,6 +19,15 @@ requests finish within ``drain_timeout``, then cancels what is left; a second si
 at once. Whatever way the run ends, the report is finalised under a shielded scope: records
 without an outcome become ``not_run`` and the file is rewritten to exactly one row per input
 record, in input order.
+
+A host that cannot be reached (the client says so once a request has used up its attempts
+without ever connecting) stops the run the same way, with one message naming the host and
+the cause; its records are ``not_run`` with that reason, and when nothing at all reached
+the server the exit code is 2, as for any run that sent nothing.
+
+Each record is processed with ``location`` and ``source`` bound in structlog's context
+variables (each worker is its own task, so they never mix), so every line logged about a
+record, by the engine or the job kind, names both.
 """
 
 from __future__ import annotations
@@ -34,9 +43,17 @@ from typing import Any, Protocol
 
 import anyio
 import structlog
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from .client import Client, Exchange, TokenLookup
-from .errors import HTTPStatusError, LocationError, RequestError, RunStopped, StorageError
+from .errors import (
+    ConnectFailed,
+    HTTPStatusError,
+    LocationError,
+    RequestError,
+    RunStopped,
+    StorageError,
+)
 from .feed import Feed
 from .job import JobKind
 from .limiter import DailyLimitExhausted, LocationGates
@@ -97,15 +114,21 @@ class Summary:
     counts: Mapping[str, int]
     failed_by_location: Mapping[str, int]
     elapsed: float
+    #: requests that reached the server (answered, or lost after connecting)
     requests: int
     retries: int
     rate_limited: int
-    #: answers 500/502/503/504, and connections that failed or timed out
+    #: answers 500/502/503/504
     server_errors: int
+    #: attempts lost after connecting: resets, dropped connections, timeouts
     transport_errors: int
     stopped: bool
     exit_code: int
     report: str | None = None
+    #: attempts that never reached the server (DNS, refused, TLS); not in ``requests``
+    connect_failures: int = 0
+    #: why the run stopped early because the host cannot be reached ("" when it did not)
+    unreachable: str = ""
 
 
 class RunResult:
@@ -198,6 +221,8 @@ class Runner:
         self._locations: LocationStates | None = None
         self._work_scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
+        self._unreachable = ""  # why the host cannot be reached, once known
+        self._spent: set[str] = set()  # locations whose daily budget was reported spent
 
     # -- public ---------------------------------------------------------------------------
 
@@ -251,6 +276,7 @@ class Runner:
             gates=LocationGates(rate, interval),
             read_rate=self._kind.read_rate,
             policy=self._config.retry,
+            on_unreachable=self._cannot_reach,
         )
         self._locations = LocationStates(self._prepare)
         self._left = store.todo_counts()
@@ -309,8 +335,19 @@ class Runner:
         for pos, record in feed:
             if self._stopping:
                 return  # what is left stays not_run (see _finish)
-            outcome = await self._process(record)
+            # Every line logged while this record is processed names it (about 1 µs).
+            bound = bind_contextvars(location=record.location_id, source=record.source)
+            try:
+                outcome = await self._process(record)
+            finally:
+                reset_contextvars(**bound)
             self._record(pos, outcome)
+
+    def _cannot_reach(self, exc: ConnectFailed) -> None:
+        """The client found that the host cannot be reached: stop, saying so once."""
+        self._unreachable = f"cannot reach {exc.host}: {exc.cause}"
+        log.error(f"{self._unreachable}; stopping the run", host=exc.host, cause=exc.cause)
+        self.stop()
 
     async def _send(self, record: Record | None, step: Send) -> Exchange:
         assert self._client is not None
@@ -334,16 +371,25 @@ class Runner:
                     attempts=state.attempts,
                     error=str(state),
                 )
-            if state is None:
-                return Outcome(record=record, status=NOT_RUN, error="location was not read")
+            if state is None:  # its reading was cut short: the run is stopping
+                return Outcome(
+                    record=record,
+                    status=NOT_RUN,
+                    error=self._stop_reason("location was not read"),
+                )
             steps = self._kind.process(record, state, noted=self._store.noted(record.ident))
             return await drive(steps, functools.partial(self._send, record))
         except RunStopped:
-            return Outcome(record=record, status=NOT_RUN, error="stopped before it was sent")
+            return Outcome(
+                record=record, status=NOT_RUN, error=self._stop_reason("stopped before it was sent")
+            )
         except StorageError as exc:  # the journal could not note the write: never sent
             self._storage_failed(exc)
             return Outcome(record=record, status=NOT_RUN, error=f"not sent: {exc}")
         except DailyLimitExhausted:
+            if record.location_id not in self._spent:
+                self._spent.add(record.location_id)
+                log.warning("daily request limit spent: this location's other records are not_run")
             return Outcome(
                 record=record,
                 status=NOT_RUN,
@@ -363,6 +409,11 @@ class Runner:
         except Exception as exc:  # a bug in a job kind must not lose the record
             log.exception("internal error", source=record.source)
             return Outcome(record=record, status=FAILED, error=f"internal error: {exc!r}")
+
+    def _stop_reason(self, default: str) -> str:
+        """The error of a record not run because the run stopped: the host that cannot be
+        reached, or ``default``."""
+        return f"not sent: {self._unreachable}" if self._unreachable else default
 
     def _record(self, pos: int, outcome: Outcome) -> None:
         assert self._store is not None
@@ -408,25 +459,32 @@ class Runner:
     def _finish(self, started: float) -> RunResult:
         store = self._store
         assert store is not None
-        store.settle_rest("not sent: the run was stopped" if self._stopping else "not sent")
+        store.settle_rest(
+            self._stop_reason("not sent: the run was stopped") if self._stopping else "not sent"
+        )
         self._files.finish(store)
         counts = store.counts()
         ok = self._kind.ok_statuses
         stats = self._client.stats if self._client is not None else None
+        requests = stats.requests if stats else 0
+        # Nothing reached the server: the same exit code as any other run that sent nothing.
+        exit_code = 2 if self._unreachable and not requests else 0 if set(counts) <= ok else 1
         summary = Summary(
             total=len(store),
             processed=self._processed,
             counts=counts,
             failed_by_location=store.count_by_location(ok),
             elapsed=self._clock() - started,
-            requests=stats.requests if stats else 0,
+            requests=requests,
             retries=stats.retries if stats else 0,
             rate_limited=stats.rate_limited if stats else 0,
             server_errors=stats.server_errors if stats else 0,
             transport_errors=stats.transport_errors if stats else 0,
             stopped=self._stopping,
-            exit_code=0 if set(counts) <= ok else 1,
+            exit_code=exit_code,
             report=self._config.report,
+            connect_failures=stats.connect_failures if stats else 0,
+            unreachable=self._unreachable,
         )
         log.info(
             "run finished",

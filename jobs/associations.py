@@ -13,15 +13,21 @@ object schemas) once, then decides each record by looking rather than by status 
   noted in the journal) is ``created``: ``exists`` means it was there before the job.
 - delete: by ``association_id`` or by ``key``; ``absent`` when already gone; SYSTEM_DEFINED
   definitions are refused without a request.
+
+With debug logging (``-v``) each of these decisions is logged; the runner binds the record's
+``location`` and ``source`` to every line.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import structlog
 
 from engine import (
     FAILED,
@@ -178,6 +184,10 @@ class AssociationsJob:
         self.api = Api(api)
         self.base_url = check_base_url(base_url)
         self.routes = Routes(api=self.api, base_url=self.base_url)
+        # Bound when the run starts, after logging is configured; decisions are debug lines,
+        # so the check is made once rather than per record.
+        self._log = structlog.get_logger("jobs").bind()
+        self._verbose = self._log.is_enabled_for(logging.DEBUG)
 
     # -- reading job files ----------------------------------------------------------------
 
@@ -328,6 +338,12 @@ class AssociationsJob:
             # Page until empty: the service may return fewer than asked while more remain.
             # A page with nothing new means the server ignores skip: stop rather than loop.
             if not self.routes.official or not page or not fresh:
+                if self._verbose:
+                    self._log.debug(
+                        "location read",
+                        definitions=len(state.by_key),
+                        objects=len(state.objects),
+                    )
                 return state
             skip += len(page)
 
@@ -400,6 +416,8 @@ class AssociationsJob:
         if response.status in (200, 201):
             created = association_from(json_body(response)) or {}
             state.remember({**body, **created})
+            if self._verbose:
+                self._log.debug("created", key=key, association_id=created.get("id"))
             return Outcome(
                 record=record,
                 status=CREATED,
@@ -424,6 +442,8 @@ class AssociationsJob:
 
     def _look(self, record: Record, key: str) -> Steps[dict[str, Any] | Outcome | None]:
         """GET the key: the association, None when it does not exist, or a failed outcome."""
+        if self._verbose:
+            self._log.debug("duplicate answer is not proof: reading the key back", key=key)
         try:
             answer = yield Send(self.routes.by_key(record.location_id, key))
         except RequestError as exc:
@@ -448,6 +468,13 @@ class AssociationsJob:
             record.get("first_object_key"),
             record.get("second_object_key"),
         )
+        if self._verbose:
+            how = "settled by reading the key back" if attempts else "key already there, no POST"
+            status = CONFLICT if not same else CREATED if wrote else EXISTS
+            why = " (this job's earlier write)" if same and wrote else ""
+            self._log.debug(
+                f"{status}: {how}{why}", key=record.get("key"), association_id=association_id
+            )
         if not same:
             return Outcome(
                 record=record,
@@ -488,6 +515,8 @@ class AssociationsJob:
             return found
         if found is None:
             # Gone already: by someone else (absent), or by this job's earlier, killed attempt.
+            if self._verbose:
+                self._log.debug("already gone, no DELETE", key=record.get("key"))
             return Outcome(
                 record=record,
                 status=DELETED if noted else ABSENT,

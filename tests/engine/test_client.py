@@ -10,6 +10,7 @@ import stamina
 
 from engine import (
     Client,
+    ConnectFailed,
     HTTPStatusError,
     LocationGates,
     MissingToken,
@@ -46,6 +47,7 @@ def make_client(
     *,
     tokens: dict[str, str] | None = None,
     read_rate: Callable[[Response], RateHint] | None = None,
+    on_unreachable: Callable[[ConnectFailed], None] | None = None,
 ) -> Client:
     known = TOKENS if tokens is None else tokens
     # A 429 pauses its location for the window (10 s): the fake clock makes that free.
@@ -56,6 +58,7 @@ def make_client(
         gates=gates,
         read_rate=read_rate or (lambda response: RateHint()),
         policy=POLICY,
+        on_unreachable=on_unreachable,
     )
 
 
@@ -76,6 +79,15 @@ def answer(status: int, **headers: str) -> Response:
 def reset(req: Request) -> TransportError:
     # The message names the request the way a real transport's might: through its repr.
     return TransportError(f"connection reset while sending {req!r}", request=req)
+
+
+def refused(req: Request) -> ConnectFailed:
+    return ConnectFailed(
+        f"{req.method} {req.url}: cannot reach api.example: connection refused",
+        request=req,
+        host="api.example",
+        cause="connection refused",
+    )
 
 
 # -- tokens --------------------------------------------------------------------------------------
@@ -241,6 +253,88 @@ async def test_every_response_is_fed_to_read_rate(clock: FakeClock) -> None:
     assert seen == [503, 201]  # a reset brings no response to read
 
 
+# -- connection failures -------------------------------------------------------------------------
+
+
+async def test_refused_then_409_is_not_ambiguous(clock: FakeClock) -> None:
+    """A try that never connected cannot have had an effect: the later 409 is not ambiguous."""
+    transport = FakeTransport([refused(request()), answer(409)])
+    client = make_client(transport, clock)
+
+    exchange = await client.call(request())
+
+    assert (exchange.response.status, exchange.attempts, exchange.ambiguous) == (409, 2, False)
+    assert (client.stats.requests, client.stats.connect_failures) == (1, 1)
+    assert client.stats.by_method == {"POST": 1}
+
+
+async def test_refused_every_time_from_the_start_means_unreachable(clock: FakeClock) -> None:
+    """Nothing ever connected and a call used up its attempts: the client reports the host
+    unreachable once, stops, and the call ends as not sent (RunStopped), not as failed."""
+    told: list[ConnectFailed] = []
+    transport = FakeTransport(refused)
+    client = make_client(transport, clock, on_unreachable=told.append)
+
+    with pytest.raises(RunStopped, match=r"cannot reach api\.example: connection refused"):
+        await client.call(request())
+
+    assert [(e.host, e.cause, e.attempts, e.ambiguous) for e in told] == [
+        ("api.example", "connection refused", POLICY.attempts, False)
+    ]
+    assert client.unreachable is told[0]
+    assert client.stopping is True
+    assert (client.stats.requests, client.stats.connect_failures) == (0, POLICY.attempts)
+    with pytest.raises(RunStopped):
+        await client.call(request("loc2"))
+    assert len(transport.requests) == POLICY.attempts  # nothing more was tried
+
+
+async def test_a_host_that_goes_away_mid_run_is_unreachable_too(clock: FakeClock) -> None:
+    """Connected before, then a whole call's attempts without any connection: unreachable."""
+    told: list[ConnectFailed] = []
+    transport = FakeTransport([answer(201), *[refused(request())] * POLICY.attempts])
+    client = make_client(transport, clock, on_unreachable=told.append)
+
+    await client.call(request())
+    with pytest.raises(RunStopped):
+        await client.call(request())
+
+    assert len(told) == 1
+    assert (client.stats.requests, client.stats.connect_failures) == (1, POLICY.attempts)
+
+
+async def test_refused_while_another_request_connects_is_a_failure_not_unreachable(
+    clock: FakeClock,
+) -> None:
+    """A call that could not connect while another request did connect fails on its own
+    (ConnectFailed, not ambiguous); the run goes on."""
+    told: list[ConnectFailed] = []
+    other_answered = anyio.Event()
+
+    class Flaky(FakeTransport):
+        async def send(self, req: Request) -> Response:
+            if req.location_id == "loc1" and len(self.requests) == 1:
+                await other_answered.wait()  # loc2 connects while loc1 is between tries
+            return await super().send(req)
+
+    transport = Flaky(lambda req: refused(req) if req.location_id == "loc1" else answer(201))
+    client = make_client(transport, clock, on_unreachable=told.append)
+
+    async def other() -> None:
+        await client.call(request("loc2"))
+        other_answered.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        with pytest.raises(ConnectFailed) as info:
+            await client.call(request("loc1"))
+
+    assert (info.value.attempts, info.value.ambiguous) == (POLICY.attempts, False)
+    assert told == []
+    assert client.unreachable is None
+    assert client.stopping is False
+
+
 # -- stopping ------------------------------------------------------------------------------------
 
 
@@ -278,9 +372,10 @@ async def test_stop_between_attempts_sends_nothing_more(clock: FakeClock) -> Non
 
 
 async def test_stats_count_requests_retries_and_kinds_of_failure(clock: FakeClock) -> None:
-    """The stats count every request sent, every retry, 429s, resets and 5xx answers."""
+    """The stats count every request that reached the server, every retry, 429s, resets,
+    5xx answers, and apart from them the attempts that could not connect."""
     transport = FakeTransport(
-        [answer(429), answer(503), reset(request()), answer(201), answer(200)]
+        [answer(429), answer(503), reset(request()), answer(201), refused(request()), answer(200)]
     )
     client = make_client(transport, clock)
 
@@ -288,8 +383,9 @@ async def test_stats_count_requests_retries_and_kinds_of_failure(clock: FakeCloc
     await client.call(request(method="GET"))
 
     stats = client.stats
-    assert stats.requests == 5
-    assert stats.retries == 3
+    assert stats.requests == 5  # the refused attempt never reached the server
+    assert stats.connect_failures == 1
+    assert stats.retries == 4
     assert stats.rate_limited == 1
     assert stats.server_errors == 1
     assert stats.transport_errors == 1

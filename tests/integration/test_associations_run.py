@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import Request, Response, TransportError
+from engine import ConnectFailed, Request, Response, TransportError
 from engine.transport import AiohttpTransport
 from jobs.sandbox import Sandbox
 
@@ -198,6 +198,49 @@ async def test_lost_response_then_already_exists_is_created(
     assert statuses(result) == ["created"]
     assert result.outcomes[0].attempts == 2
     assert result.outcomes[0].fields["association_id"] == sandbox.snapshot()[LOC_A][0]["id"]
+
+
+class _SomeoneElseCreatesWhileRefused(AiohttpTransport):
+    """The first write cannot connect (it never reaches the server); meanwhile another client
+    creates the same definition, so the retry is answered "already exists"."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__(timeout=5)
+        self.sandbox = sandbox
+        self.refused = 0
+
+    async def send(self, request: Request) -> Response:
+        if request.method == "POST" and not self.refused:
+            self.refused += 1
+            self.sandbox.add_association(
+                LOC_A, key="pet_owner", first_object_key="custom_objects.pet",
+                second_object_key="contact",
+            )  # fmt: skip
+            raise ConnectFailed(
+                "connection refused (test)", request=request, host="h", cause="connection refused"
+            )
+        return await super().send(request)
+
+
+async def test_refused_then_already_exists_is_exists_not_created(
+    sandbox: Sandbox, write_job: Callable[[str, str], str]
+) -> None:
+    """A create that could not connect had no effect, so when its retry finds the key there
+    with the same objects, it was someone else's: ``exists``, which rollback leaves alone."""
+    job = write_job(
+        "jobs.csv",
+        f"location_id,key,first_object_key,second_object_key\n"
+        f"{LOC_A},pet_owner,custom_objects.pet,contact\n",
+    )
+    transport = _SomeoneElseCreatesWhileRefused(sandbox)
+    try:
+        result = await run_against(sandbox, job, transport=transport)
+    finally:
+        await transport.aclose()
+    assert transport.refused == 1
+    assert statuses(result) == ["exists"]
+    assert result.outcomes[0].attempts == 2
+    assert result.summary.connect_failures == 1
 
 
 async def test_delete_by_key_by_id_absent_and_system_defined(
