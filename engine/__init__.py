@@ -23,7 +23,7 @@ from .errors import (
     TransportError,
 )
 from .job import JobKind
-from .journal import journal_meta, journal_path, pending_intents
+from .journal import iter_intents, journal_meta, journal_path, pending_intents
 from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
 from .lock import FileLock, LockHeld
 from .model import FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
@@ -80,6 +80,7 @@ __all__ = [
     "TransportError",
     "Write",
     "is_retryable",
+    "iter_intents",
     "iter_report",
     "journal_meta",
     "journal_path",

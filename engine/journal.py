@@ -33,7 +33,7 @@ from .appendlog import AppendLog
 from .errors import ConfigError, StorageError, os_error_text
 from .model import Record
 
-__all__ = ["RunJournal", "journal_meta", "journal_path", "pending_intents"]
+__all__ = ["RunJournal", "iter_intents", "journal_meta", "journal_path", "pending_intents"]
 
 log = structlog.get_logger("engine")
 
@@ -119,9 +119,15 @@ def journal_meta(path: str) -> dict[str, Any] | None:
 
 def pending_intents(path: str, *, action: str | None = None) -> set[str]:
     """The record idents a journal noted writes for (optionally of one ``action`` only)."""
-    return {
-        item["intent"] for item in _intents(path) if action is None or item.get("action") == action
-    }
+    return set(iter_intents(path, action=action))
+
+
+def iter_intents(path: str, *, action: str | None = None) -> Iterator[str]:
+    """The record idents a journal noted writes for, in order, read as consumed (an ident
+    noted again by a resumed run comes again): for journals of a million records."""
+    for item in _intents(path):
+        if action is None or item.get("action") == action:
+            yield item["intent"]
 
 
 def _describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:

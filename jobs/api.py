@@ -28,8 +28,8 @@ from engine import (
     run,
 )
 
-from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
+from .kinds import detect_kind, job_kind
 from .rollback import RollbackPlan
 from .routes import Api
 from .sandbox import Sandbox, SandboxConfig
@@ -47,27 +47,32 @@ async def run_job(
     sandbox: SandboxConfig | None = None,
     transport: Transport | None = None,
     observer: Observer | None = None,
+    kind: str | None = None,
 ) -> RunResult:
-    """Run an associations job.
+    """Run a job: association definitions or relations, as the job files say (a ``kind``
+    column or field, or a ``first_record_id`` column: see ``jobs.kinds``), unless ``kind``
+    names one. Job files of different kinds, and relations with ``api`` other than the
+    official routes, raise ``ConfigError`` before anything is sent.
 
     Tokens come from ``tokens`` (a function of the location id), else ``tokens_file``, else
     the ``GHL_TOKEN_<LOCATION_ID>`` / ``GHL_TOKEN`` environment variables. With ``sandbox``
     the job runs against an embedded fake API on 127.0.0.1 that issues a token for every
     location it is asked about; ``base_url`` and tokens are then ignored.
     """
+    kind = kind or detect_kind(config.job_files)
     if sandbox is not None:
         # The embedded sandbox starts empty and is gone when the run ends: its report may be
         # replaced by the next sandbox run (and a resume starts over), and is never rolled
         # back. For resumable practice runs, start `ghl-migrate sandbox` and use --base-url.
         config = replace(config, ephemeral=True)
         async with Sandbox(sandbox) as fake:
-            kind = AssociationsJob(api=api, base_url=fake.url)
+            chosen = job_kind(kind, api=api, base_url=fake.url)
             return await run(
-                kind, config, tokens=fake.issue_token, transport=transport, observer=observer
+                chosen, config, tokens=fake.issue_token, transport=transport, observer=observer
             )
-    kind = AssociationsJob(api=api, base_url=base_url)
+    chosen = job_kind(kind, api=api, base_url=base_url)
     lookup = tokens or load_tokens(tokens_file)
-    return await run(kind, config, tokens=lookup, transport=transport, observer=observer)
+    return await run(chosen, config, tokens=lookup, transport=transport, observer=observer)
 
 
 async def rollback_job(
@@ -82,7 +87,7 @@ async def rollback_job(
     observer: Observer | None = None,
 ) -> RunResult:
     """Carry out a rollback plan (see ``jobs.rollback.plan_rollback``): one delete per
-    ``created`` row, each checked against the key it had.
+    ``created`` row (a definition's checked against the key it had; a relation's by id).
 
     The deletes go to ``api`` and ``base_url`` when given, else to the server the plan's
     journals record (``plan.server()`` says which, and why). ``config.job_files`` should name
@@ -90,7 +95,7 @@ async def rollback_job(
     are locked while the rollback runs; one that changed since the plan was made (a run
     resumed it meanwhile) is refused: plan again."""
     server = plan.server(api=None if api is None else Api(api).value, base_url=base_url)
-    kind = AssociationsJob(api=server.api, base_url=server.base_url)
+    kind = job_kind(plan.kind, api=server.api, base_url=server.base_url)
     lookup = tokens or load_tokens(tokens_file)
     with _hold_reports(plan, config.report):
         return await run(

@@ -50,6 +50,8 @@ from engine import (
     Write,
 )
 
+from .fields import check_id, check_kind, text
+from .fields import location_id as check_location_id
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
 from .routes import Api, Routes, association_from, associations_from
 
@@ -85,13 +87,8 @@ _ALIASES = {
     **{re.sub(r"_(\w)", lambda m: m.group(1).upper(), name): name for name in _FIELDS},
     "associationId": "association_id",
     "id": "association_id",
+    "kind": "kind",
 }
-_ID_TEXT = re.compile(r"^[^\s/?#]+$")
-# Ids and keys go into URL paths, where "." and ".." are not names but steps.
-_DOT_SEGMENTS = frozenset({".", ".."})
-# 123, 0042, -5, 1.2E+19 (a spreadsheet's rendering of a long digit string)
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_LOCATION_ID_LOOKS = "location ids look like ve9EPM428h8vShlRW1KT, letters and digits"
 _OBJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 _LOOK_STATUSES = frozenset({400, 409, 422})
 
@@ -150,21 +147,6 @@ class LocationState:
         pair = item.get("pair")
         if pair is not None and self.by_pair.get(pair) == item.get("key"):
             del self.by_pair[pair]
-
-
-def _text(values: Mapping[str, Any], name: str) -> str:
-    """A field as text. JSON numbers are refused: no id or key is one (a number loses its
-    leading zeros), and a location id that became a number is a spreadsheet's doing."""
-    value = values.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        kind = {bool: "true or false", list: "a list", dict: "an object"}.get(
-            type(value), "a number"
-        )
-        example = f" ({_LOCATION_ID_LOOKS})" if name == "location_id" else ""
-        raise RecordError(f"must be text{example}, not {kind}", field=name)
-    return value.strip()
 
 
 class AssociationsJob:
@@ -231,21 +213,9 @@ class AssociationsJob:
     def parse(self, source: str, values: Mapping[str, Any]) -> Record:
         if "__bad__" in values:
             raise RecordError("each template association must be an object")
-        fields = {name: _text(values, name) for name in _FIELDS}
-        location_id = fields["location_id"]
-        if not location_id:
-            raise RecordError("is required", field="location_id")
-        if not _ID_TEXT.match(location_id):
-            raise RecordError("must not contain spaces, '/', '?' or '#'", field="location_id")
-        if _NUMBER.match(location_id):
-            raise RecordError(
-                f"{location_id!r} is a number, not a location id: {_LOCATION_ID_LOOKS}",
-                field="location_id",
-            )
-        if location_id in _DOT_SEGMENTS:
-            raise RecordError(
-                f"must not be {location_id!r}: {_LOCATION_ID_LOOKS}", field="location_id"
-            )
+        check_kind(values, self.name)
+        fields = {name: text(values, name) for name in _FIELDS}
+        location_id = check_location_id(fields["location_id"])
         action = fields["action"].lower() or "create"
         fields["action"] = action
         if action == "create":
@@ -264,10 +234,7 @@ class AssociationsJob:
         else:
             raise RecordError(f"must be create or delete, not {action!r}", field="action")
         for name in ("key", "association_id"):
-            if fields[name] and not _ID_TEXT.match(fields[name]):
-                raise RecordError("must not contain spaces, '/', '?' or '#'", field=name)
-            if fields[name] in _DOT_SEGMENTS:
-                raise RecordError(f"must not be {fields[name]!r}", field=name)
+            check_id(fields[name], name)
         # Interned: locations, object keys, labels and keys repeat over thousands of rows
         # (a template fans each definition out to every location); one copy each is kept.
         return Record(

@@ -24,6 +24,7 @@ from engine.cli import (
 from .api import rollback_job, run_job
 from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
+from .kinds import RELATIONS
 from .rollback import RollbackPlan, plan_rollback
 from .routes import Api
 from .sandbox import SandboxConfig, ServeError, serve
@@ -80,7 +81,7 @@ def _unsettled_warning(plan: RollbackPlan) -> str:
         f"warning: {len(plan.unsettled)} create(s) noted in the journal of {reports} have no "
         f"final row ({shown}{more}): each may or may not exist, and rollback cannot delete "
         "them without an id. If that run's job files are unchanged, resume it (run ... "
-        "--report REPORT --resume) and roll back again; otherwise check those keys by hand"
+        "--report REPORT --resume) and roll back again; otherwise check them by hand"
     )
 
 
@@ -115,7 +116,11 @@ def run_command(
     base_url: str,
     **options: Any,
 ) -> None:
-    """Create or delete association definitions listed in JOB_FILES (CSV or JSON).
+    """Create or delete association definitions, or relations between records, listed in
+    JOB_FILES (CSV, JSON or JSON Lines).
+
+    Each file says which: a 'kind' column (relations or associations), or a
+    first_record_id column (relations). Relations use the official routes only.
 
     \b
     ghl-migrate run samples/onboarding.json --sandbox --report out.csv
@@ -335,12 +340,13 @@ def rollback_command(
     base_url: str | None,
     **options: Any,
 ) -> None:
-    """Delete exactly the definitions that REPORTS list as created.
+    """Delete exactly the definitions (or relations) that REPORTS list as created.
 
     Deleting a definition also deletes every record-level relation that uses it. Only rows
-    whose outcome is 'created' are undone, each after checking that its id still has the
-    same key; 'exists' and everything else is never touched. The deletes go to the server
-    the run used, as its journal records it, unless --base-url or --api say otherwise.
+    whose outcome is 'created' are undone, a definition after checking that its id still has
+    the same key, a relation by its id; 'exists' and everything else is never touched. The
+    deletes go to the server the run used, as its journal records it, unless --base-url or
+    --api say otherwise.
 
     \b
     ghl-migrate rollback out.csv --dry-run
@@ -350,6 +356,20 @@ def rollback_command(
         plan = plan_rollback(reports)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    with plan:
+        _rollback(plan, reports, dry_run, yes, tokens, api, base_url, options)
+
+
+def _rollback(
+    plan: RollbackPlan,
+    reports: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+    tokens: str | None,
+    api: str | None,
+    base_url: str | None,
+    options: dict[str, Any],
+) -> None:
     ctx = click.get_current_context()
     explicit_api = api if _given(ctx, "api") else None
     explicit_url = base_url if _given(ctx, "base_url") else None
@@ -358,33 +378,43 @@ def rollback_command(
         click.echo(note, err=True)
     if plan.unsettled:
         click.echo(_unsettled_warning(plan), err=True)
+    noun = plan.noun
     if not plan.records:
         click.echo(
-            f"nothing to roll back: {', '.join(reports)} list(s) no definition as created",
-            err=True,
+            f"nothing to roll back: {', '.join(reports)} list(s) no {noun} as created", err=True
         )
         return
     counts = plan.by_location
     click.echo(
-        f"rollback would delete {len(plan.records)} definition(s) in {len(counts)} location(s):",
+        f"rollback would delete {len(plan.records)} {noun}(s) in {len(counts)} location(s):",
         err=True,
     )
     for location, count in sorted(counts.items()):
         click.echo(f"  {location}: {count}", err=True)
     if dry_run:
         for record in plan.records:
-            click.echo(
-                f"{record.location_id}\t{record.get('key')}\t{record.get('association_id')}"
-                f"\t{record.source}"
-            )
+            if plan.kind == RELATIONS:
+                what = (
+                    f"{record.get('association_key') or record.get('association_id')}\t"
+                    f"{record.get('first_record_id')}\t{record.get('second_record_id')}\t"
+                    f"{record.get('relation_id')}"
+                )
+            else:
+                what = f"{record.get('key')}\t{record.get('association_id')}"
+            click.echo(f"{record.location_id}\t{what}\t{record.source}")
         return
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError(
-                f"refusing to delete {len(plan.records)} definition(s) without --yes: this is "
+                f"refusing to delete {len(plan.records)} {noun}(s) without --yes: this is "
                 "not an interactive terminal (use --dry-run to review first)"
             )
-        click.confirm("Delete them, with every relation that uses them?", abort=True, err=True)
+        question = (
+            "Delete them?"
+            if plan.kind == RELATIONS
+            else "Delete them, with every relation that uses them?"
+        )
+        click.confirm(question, abort=True, err=True)
     config = run_config(reports, options)
 
     async def start(observer: Observer | None) -> RunResult:

@@ -136,7 +136,7 @@ def test_unsettled_creates_are_named_and_resume_is_not_the_only_advice(
     assert "1 create(s)" in warning
     assert "locA/k9" in warning
     assert "job files are unchanged" in warning  # --resume helps only then
-    assert "check those keys by hand" in warning
+    assert "check them by hand" in warning
 
 
 # -- item 9: the README's first command is repeatable ----------------------------------------
