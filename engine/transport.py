@@ -75,6 +75,12 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, raise_for_status=False
             )
+            # aiohttp resends a GET, PUT or DELETE once, silently, when its kept-alive
+            # connection drops: the engine would count one attempt and see only the second
+            # answer (a DELETE's 404 after the first one was applied). Every resend must be
+            # the engine's own, counted and marked ambiguous. No public switch exists
+            # (aio-libs/aiohttp#10790); this attribute is the one aiohttp's tests use.
+            self._session._retry_connection = False
         return self._session
 
     async def send(self, request: Request) -> Response:

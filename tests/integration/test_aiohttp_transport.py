@@ -7,6 +7,7 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from types import SimpleNamespace
 
 import aiohttp
@@ -19,6 +20,7 @@ from aioresponses import aioresponses
 
 from engine import AttemptTimeout, ConnectFailed, Request, TransportError
 from engine.transport import AiohttpTransport
+from jobs.sandbox import Sandbox, SandboxConfig
 from tests.fakes import FakeResolver
 
 URL = "https://api.example.test/associations/"
@@ -233,3 +235,27 @@ async def test_a_connect_that_hangs_is_a_connect_failure_not_a_timeout(full_back
             with anyio.fail_after(3):
                 await t.send(request(url=f"http://127.0.0.1:{full_backlog}/associations/"))
     assert caught.value.cause == "timed out connecting (after 0.2 s)"
+
+
+async def test_a_dropped_delete_is_sent_once_and_reported(transport: AiohttpTransport) -> None:
+    """A DELETE whose answer is lost is sent once and raised, never silently resent:
+    aiohttp's own resend would hide that the first one was applied (and answer 404)."""
+    async with Sandbox(SandboxConfig(lost_response_rate=1.0, seed=1, records=1)) as sb:
+        token = sb.issue_token("L1")
+        made = sb.add_association(
+            "L1", key="k", first_object_key="contact", second_object_key="business",
+            first_object_label="A", second_object_label="B",
+        )  # fmt: skip
+        relation = sb.add_relation("L1", made["id"], "contact-1", "business-1")
+        headers = {"Authorization": f"Bearer {token}", "Version": "2021-07-28"}
+        params = {"locationId": "L1"}
+        # A read first, so the DELETE goes over a kept-alive connection (reads are never lost).
+        read = request(method="GET", url=f"{sb.url}/objects/", json=None, headers=headers)
+        assert (await transport.send(replace(read, params=params))).status == 200
+        delete = replace(
+            read, method="DELETE", url=f"{sb.url}/associations/relations/{relation['id']}"
+        )
+        with pytest.raises(TransportError):
+            await transport.send(replace(delete, params=params))
+        assert [e.method for e in sb.log] == ["GET", "DELETE"]
+        assert sb.relations("L1") == []
