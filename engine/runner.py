@@ -38,6 +38,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -208,6 +209,7 @@ class Runner:
         self._stopping = False
         self._processed = 0
         self._left: dict[str, int] = {}
+        self._spent: dict[str, str] = {}  # location -> when its daily budget surely renewed
         self._store: RunStore | None = None
         self._files = RunFiles(
             kind,
@@ -222,7 +224,6 @@ class Runner:
         self._work_scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._unreachable = ""  # why the host cannot be reached, once known
-        self._spent: set[str] = set()  # locations whose daily budget was reported spent
 
     # -- public ---------------------------------------------------------------------------
 
@@ -387,15 +388,7 @@ class Runner:
             self._storage_failed(exc)
             return Outcome(record=record, status=NOT_RUN, error=f"not sent: {exc}")
         except DailyLimitExhausted:
-            if record.location_id not in self._spent:
-                self._spent.add(record.location_id)
-                log.warning("daily request limit spent: this location's other records are not_run")
-            return Outcome(
-                record=record,
-                status=NOT_RUN,
-                error=f"daily request limit of location {record.location_id} is spent; "
-                "resume tomorrow",
-            )
+            return Outcome(record=record, status=NOT_RUN, error=self._daily_spent(record))
         except HTTPStatusError as exc:
             return Outcome(
                 record=record,
@@ -429,6 +422,26 @@ class Runner:
         self._left[location] -= 1
         if not self._left[location]:
             self._locations.forget(location)
+
+    def _daily_spent(self, record: Record) -> str:
+        """Why a record of a location whose daily budget is spent was not sent, and when it
+        can be: servers announce how much is left of the day, not when the day resets, so
+        the one sure bound is 24 hours after the budget ran out (logged once per location)."""
+        location = record.location_id
+        spent = self._spent.get(location)
+        if spent is None:
+            after = datetime.now(UTC) + timedelta(hours=24)
+            spent = self._spent[location] = after.strftime("%Y-%m-%d %H:%M UTC")
+            log.warning(
+                "daily request budget spent: the location's remaining records are not sent",
+                location=location,
+                resume_after=spent,
+            )
+        return (
+            f"not sent: the daily request budget of location {location} is spent (the server "
+            "said 0 left); the server does not say when it renews, but a daily budget renews "
+            f"within 24 hours: run again with --resume after {spent} (sooner may work)"
+        )
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
