@@ -70,7 +70,7 @@ async def run_job(
             return await run(
                 chosen, config, tokens=fake.issue_token, transport=transport, observer=observer
             )
-    chosen = job_kind(kind, api=api, base_url=base_url)
+    chosen = job_kind(kind, api=api, base_url=base_url, report=config.report, resume=config.resume)
     lookup = tokens or load_tokens(tokens_file)
     return await run(chosen, config, tokens=lookup, transport=transport, observer=observer)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from engine import ConfigError, JobKind
+from engine import ConfigError, JobKind, journal_meta, journal_path
 from engine.source import InputFormat, decode_text, detect_format
 
 from .associations import AssociationsJob
@@ -110,12 +110,26 @@ def detect_kind(paths: Sequence[str]) -> str:
 
 
 def job_kind(
-    kind: str, *, api: Api | str = Api.ASSOCIATIONS, base_url: str = DEFAULT_BASE_URL
+    kind: str,
+    *,
+    api: Api | str = Api.ASSOCIATIONS,
+    base_url: str = DEFAULT_BASE_URL,
+    report: str | None = None,
+    resume: bool = False,
 ) -> JobKind:
     """The job kind named ``kind`` for a route set and base URL (``ConfigError`` when the
-    kind has no such routes: relations exist on the official routes only)."""
+    kind has no such routes: relations exist on the official routes only).
+
+    A relations job resuming ``report`` keeps the moment its first run began, as the
+    report's journal records it (see ``RelationsJob.since``)."""
     if kind == RELATIONS:
-        return RelationsJob(api=api, base_url=base_url)
+        since = None
+        if resume and report is not None:
+            meta = journal_meta(journal_path(report))
+            recorded = None if meta is None else meta.get("since")
+            if isinstance(recorded, str) and recorded.isdigit():
+                since = float(recorded)
+        return RelationsJob(api=api, base_url=base_url, since=since)
     if kind == ASSOCIATIONS:
         return AssociationsJob(api=api, base_url=base_url)
     raise ConfigError(f"unknown job kind {kind!r}: expected one of {', '.join(KINDS)}")

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from engine import (
@@ -94,6 +96,8 @@ _ALIASES = {
 }
 #: answers to a create that are settled by reading back (duplicate, unknown record, ...)
 _READ_BACK = frozenset({400, 409, 422})
+#: seconds a server's clock may be behind ours (see ``RelationsJob._made_since``)
+CLOCK_SKEW = 60
 
 
 @dataclass(slots=True)
@@ -118,7 +122,13 @@ class RelationsJob:
     #: a create or a delete by id is one request; the definitions' pages are per location
     requests_per_record: float = 1.0
 
-    def __init__(self, *, api: Api | str = Api.ASSOCIATIONS, base_url: str = DEFAULT_BASE_URL):
+    def __init__(
+        self,
+        *,
+        api: Api | str = Api.ASSOCIATIONS,
+        base_url: str = DEFAULT_BASE_URL,
+        since: float | None = None,
+    ):
         if Api(api) is not Api.ASSOCIATIONS:
             raise ConfigError(
                 f"--api {Api(api).value} has no relation routes (the integration guide's "
@@ -126,13 +136,16 @@ class RelationsJob:
                 "associations"
             )
         self.base_url = check_base_url(base_url)
+        #: when this job began (seconds since the epoch, whole): its first run's start,
+        #: kept in the journal so that a resumed run judges by the same moment
+        self.since = int(time.time() if since is None else since)
         self.routes = RelationRoutes(base_url=self.base_url)
         self._definitions = Routes(api=Api.ASSOCIATIONS, base_url=self.base_url)
 
     # -- reading job files ----------------------------------------------------------------
 
     def identity(self) -> Mapping[str, str]:
-        return {"api": Api.ASSOCIATIONS.value, "base_url": self.base_url}
+        return {"api": Api.ASSOCIATIONS.value, "base_url": self.base_url, "since": str(self.since)}
 
     def canonical_field(self, name: str) -> str | None:
         return _ALIASES.get(name) or _ALIASES.get(name.lower())
@@ -313,16 +326,25 @@ class RelationsJob:
                 fields=fields,
                 error=error_text(response),
             )
+        ours = (answer.ambiguous or noted) and self._made_since(found)
         return Outcome(
             record=record,
-            status=CREATED if answer.ambiguous or noted else EXISTS,
+            status=CREATED if ours else EXISTS,
             attempts=answer.attempts,
-            fields={**fields, "relation_id": found},
+            fields={**fields, "relation_id": str(found.get("id", ""))},
         )
+
+    def _made_since(self, relation: Mapping[str, Any]) -> bool:
+        """Whether the relation may be this job's: made after the job began, give or take
+        the clocks' skew. A create is sent without looking first, so when its answer was
+        lost (or an earlier process was killed with it in flight) the relation found may
+        have been there all along; its ``createdAt`` tells. Without one, it counts as ours."""
+        made = _timestamp(relation.get("createdAt"))
+        return made is None or made >= self.since - CLOCK_SKEW
 
     def _find(
         self, location: str, association_id: str, first: str, second: str
-    ) -> Steps[str | None]:
+    ) -> Steps[dict[str, Any] | None]:
         """The id of the relation ``first`` → ``second`` under the association, or None:
         the first record's relations, page by page, until found or an empty page."""
         skip, seen = 0, set[str]()
@@ -345,7 +367,7 @@ class RelationsJob:
                     and item.get("secondRecordId") == second
                     and str(item.get("associationId", association_id)) == association_id
                 ):
-                    return str(item.get("id", ""))
+                    return item
             # An empty page ends it; a page with nothing new means the server ignores skip.
             if not page or not fresh:
                 return None
@@ -365,7 +387,7 @@ class RelationsJob:
             if found is None:
                 # Gone already: by someone else, or by this job's earlier, killed attempt.
                 return Outcome(record=record, status=DELETED if noted else ABSENT, fields=fields)
-            relation_id = found
+            relation_id = str(found.get("id", ""))
         fields["relation_id"] = relation_id
         write = Write(plan="delete", intent={"action": "delete", "relation_id": relation_id})
         try:
@@ -448,3 +470,14 @@ def _failed(record: Record, exc: RequestError, what: str, fields: Mapping[str, s
         fields=dict(fields),
         error=error,
     )
+
+
+def _timestamp(value: Any) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time (``2026-11-28T22:14:18.673Z``), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()

@@ -10,6 +10,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -188,9 +189,18 @@ class Sandbox:
         return self._relations.add_records(location_id, object_key, ids, count=count, prefix=prefix)
 
     def add_relation(
-        self, location_id: str, association_id: str, first_record_id: str, second_record_id: str
+        self,
+        location_id: str,
+        association_id: str,
+        first_record_id: str,
+        second_record_id: str,
+        *,
+        created_at: float | None = None,
     ) -> dict[str, Any]:
-        """Seed a relation as the API would create it (not counted); ValueError if it refuses."""
+        """Seed a relation as the API would create it (not counted); ValueError if it refuses.
+
+        ``created_at`` (seconds since the epoch) backdates it: a relation that was there
+        long before a job ran."""
         location = self._store.location(location_id)
         association = location.associations.get(association_id)
         if association is None:
@@ -201,6 +211,8 @@ class Sandbox:
             )
         except ApiError as exc:
             raise ValueError(str(exc.message)) from None
+        if created_at is not None:
+            relation.created_at = created_at
         return self._relations.to_json(relation)
 
     def relations(self, location_id: str) -> list[dict[str, Any]]:
@@ -305,13 +317,19 @@ class Sandbox:
         body = await admin_body(request)
         try:
             fields = body_fields(
-                body, ("locationId", "associationId", "firstRecordId", "secondRecordId")
+                body,
+                ("locationId", "associationId", "firstRecordId", "secondRecordId"),
+                ("createdAt",),
             )
+            backdated = fields.get("createdAt")
             created = self.add_relation(
                 fields["locationId"],
                 fields["associationId"],
                 fields["firstRecordId"],
                 fields["secondRecordId"],
+                created_at=None
+                if backdated is None
+                else datetime.fromisoformat(backdated).timestamp(),
             )
         except ApiError as exc:
             return exc.response()

@@ -246,3 +246,24 @@ def test_a_relations_file_reads_with_its_kind_column(tmp_path: Path) -> None:
     assert JOB.parse(rows[0].source, rows[0].values).get("first_record_id") == "c1"
     with pytest.raises(RecordError, match="this job file is a relations job"):
         JOB.parse(rows[1].source, rows[1].values)
+
+
+@pytest.mark.parametrize(
+    ("created_at", "expected"),
+    [("2020-01-01T00:00:00.000Z", "exists"), ("2030-01-01T00:00:00.000Z", "created")],
+)
+def test_a_doubtful_create_found_older_than_the_job_is_exists(
+    created_at: str, expected: str
+) -> None:
+    """After a lost answer, a relation made before the job began is exists, not created."""
+    job = RelationsJob(base_url="http://127.0.0.1:1", since=1_800_000_000)  # 2027-01-15
+    found = {"relations": [{**FOUND["relations"][0], "createdAt": created_at}]}
+    refused = reply(400, {"message": "duplicate"}, ambiguous=True)
+    outcome, _ = play(job.process(parse(**CREATE), STATE, noted=True), refused, reply(200, found))
+    assert outcome.status == expected
+
+
+def test_since_is_part_of_the_identity_a_resume_must_share() -> None:
+    """The job's start is in its identity, so the journal keeps it for every resume."""
+    job = RelationsJob(base_url="http://127.0.0.1:1", since=1_800_000_000.7)
+    assert job.identity()["since"] == "1800000000"
