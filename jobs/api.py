@@ -95,7 +95,13 @@ async def rollback_job(
     are locked while the rollback runs; one that changed since the plan was made (a run
     resumed it meanwhile) is refused: plan again."""
     server = plan.server(api=None if api is None else Api(api).value, base_url=base_url)
-    kind = job_kind(plan.kind, api=server.api, base_url=server.base_url)
+    kind = job_kind(
+        plan.kind,
+        api=server.api,
+        base_url=server.base_url,
+        report=config.report,
+        resume=config.resume,
+    )
     lookup = tokens or load_tokens(tokens_file)
     with _hold_reports(plan, config.report):
         return await run(

@@ -271,3 +271,25 @@ def test_cli_refuses_the_guide_routes_and_mixed_kinds(tmp_path: Path) -> None:
     code, _, err = cli("run", path, str(other), "--base-url", "http://127.0.0.1:9")
     assert code == 2
     assert "different kinds (relations: j.csv; associations: defs.csv)" in err
+
+
+async def test_run_and_rollback_resume_keep_the_jobs_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resumed run or rollback of relations judges by its first run's start, from the
+    journal, and is not refused as a different run (the clock moved on)."""
+    clock = iter(range(1_800_000_000, 1_900_000_000, 1000))
+    monkeypatch.setattr("jobs.relations.time.time", lambda: float(next(clock)))
+    async with Sandbox(SandboxConfig(records=10, rate_limit=0)) as sb:
+        seed(sb)
+        report, undo = str(tmp_path / "out.csv"), str(tmp_path / "undo.csv")
+        path = job(tmp_path / "j.csv", [(1, 1), (2, 2)])
+        assert await run(sb, path, report=report) == ["created"] * 2
+        assert await run(sb, path, report=report, resume=True) == ["created"] * 2
+        for resume in (False, True):
+            with plan_rollback([report]) as plan:
+                config = RunConfig(job_files=(report,), report=undo, resume=resume)
+                result = await rollback_job(plan, config, base_url=sb.url, tokens=sb.issue_token)
+                with result:
+                    assert statuses(result) == ["deleted"] * 2
+        assert sb.relations("L1") == []
