@@ -274,6 +274,9 @@ class RelationsJob:
             skip += len(page)
 
     def process(self, record: Record, state: Definitions, *, noted: bool) -> Steps[Outcome]:
+        if record.get("action") == "delete" and record.get("relation_id"):
+            # By id the definition is not needed: if it is gone, so is the relation (404).
+            return (yield from self._delete(record, record.get("association_id"), noted))
         association_id = _resolve(record, state)
         if isinstance(association_id, Outcome):
             return association_id

@@ -32,6 +32,11 @@ sandbox
     getting keys, reading list pages at random offsets, deleting a tenth and reading pages
     again. Each phase reports requests/s and the sandbox's own CPU time per request (read
     from ``/proc``): the requests/s the sandbox could serve if the client were free.
+relations-pacing, relations-scale
+    The relations kind: 5,000 relations in one location paced by the sandbox at 100/1 s
+    (wall time against the limit's bound, requests per relation), and 1,000,000 relations
+    over 1,000 locations with limits off (peak RSS at a tenth and in full, records/s, and a
+    rollback plan of the full report). See ``relations_bench.py``.
 sandbox-relations, sandbox-relations-scale
     The sandbox itself on the relation routes (no engine): creates, GETs by record and
     deletes at full speed, 50,000 relations in one location, and 1,000,000 over 1,000
@@ -581,6 +586,10 @@ def worker_main(spec_path: str, out_path: str) -> None:
         from tests.bench.sandbox_load import load_worker
 
         result = load_worker(spec)
+    elif spec["kind"] == "plan":  # a rollback plan: see relations_bench.py
+        from tests.bench.relations_bench import plan_worker
+
+        result = plan_worker(spec)
     else:
         workers = {"engine": _engine_worker, "floor": _floor_worker, "sandbox": _sandbox_worker}
         result = workers[spec["kind"]](spec)
@@ -1031,6 +1040,10 @@ def render(
 
             title = f"{number}. Sandbox, relation routes"
             out += render_load(title, results[name], elapsed[name])
+    if "relations-pacing" in results or "relations-scale" in results:
+        from tests.bench.relations_bench import render_relations
+
+        out += render_relations(results, elapsed)
     return "\n".join(out)
 
 
@@ -1064,6 +1077,8 @@ SCENARIOS = (
     "sandbox",
     "sandbox-relations",
     "sandbox-relations-scale",
+    "relations-pacing",
+    "relations-scale",
 )
 DEFAULTS = {
     "overhead": {"records": 20_000, "locations": 50},
@@ -1072,6 +1087,8 @@ DEFAULTS = {
     "sandbox": {"records": 50_000, "locations": 1},
     "sandbox-relations": {"records": 50_000, "locations": 1},  # see sandbox_load.py
     "sandbox-relations-scale": {"records": 1_000_000, "locations": 1_000},
+    "relations-pacing": {"records": 5_000, "locations": 1},  # see relations_bench.py
+    "relations-scale": {"records": 1_000_000, "locations": 1_000},
 }
 
 
@@ -1088,7 +1105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--records", type=int, help="records per scenario (default: its own)")
     parser.add_argument("--locations", type=int, help="locations per scenario")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
-    parser.add_argument("--server-rate", default="50/1s", help="pacing: the sandbox's limit")
+    parser.add_argument(
+        "--server-rate",
+        help="pacing, relations-pacing: the sandbox's limit (default 50/1s, 100/1s)",
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="overhead: runs of each client; the median counts"
     )
@@ -1138,10 +1158,20 @@ def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse
         return run_overhead(workdir, **size, concurrency=args.concurrency, repeat=args.repeat)
     if name == "pacing":
         return run_pacing(
-            workdir, **size, server_rate=args.server_rate, concurrency=args.concurrency
+            workdir, **size, server_rate=args.server_rate or "50/1s", concurrency=args.concurrency
         )
     if name == "sandbox":
         return run_sandbox(workdir, **size, concurrency=args.concurrency)
+    if name == "relations-pacing":
+        from tests.bench.relations_bench import run_relations_pacing
+
+        return run_relations_pacing(
+            workdir, **size, server_rate=args.server_rate or "100/1s", concurrency=args.concurrency
+        )
+    if name == "relations-scale":
+        from tests.bench.relations_bench import run_relations_scale
+
+        return run_relations_scale(workdir, **size, concurrency=args.concurrency)
     if name.startswith("sandbox-relations"):
         from tests.bench.sandbox_load import run_sandbox_load
 

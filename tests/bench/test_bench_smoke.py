@@ -47,6 +47,7 @@ def test_every_scenario_runs_and_reports_numbers(
     assert code == 0
     table = capsys.readouterr().out
     headings = ("### 1. Overhead", "### 2. Pacing", "### 3. Scale", "### 4. Sandbox")
+    headings += ("### 7. Relations, paced", "### 8. Relations at scale")
     for heading in (*headings, "- machine:"):
         assert heading in table
     results = json.loads(raw.read_text())
@@ -101,3 +102,16 @@ def test_every_scenario_runs_and_reports_numbers(
     assert all(p["wall"] > 0 and p["client_cpu"] >= 0 for p in phases.values())
     assert sandbox["server"]["creates_applied"] == 200
     assert sandbox["slowest_rate"] > 0
+
+    paced = results["relations-pacing"]
+    assert paced["engine"]["counts"] == {"created": 200}
+    assert paced["engine"]["server"]["relation_creates_applied"] == 200
+    assert 1.0 < paced["per_relation"] <= 1.05  # the definitions' pages, then one POST each
+    assert paced["bound"] > 0
+
+    scaled = results["relations-scale"]
+    (small, first), (full, last) = scaled["steps"]
+    assert (small, full) == (20, 200)
+    assert first["counts"] == {"created": 20}
+    assert last["counts"] == {"created": 200}
+    assert scaled["plan"]["records"] == 200

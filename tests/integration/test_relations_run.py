@@ -293,3 +293,17 @@ async def test_run_and_rollback_resume_keep_the_jobs_start(
                 with result:
                     assert statuses(result) == ["deleted"] * 2
         assert sb.relations("L1") == []
+
+
+async def test_rollback_after_the_definition_went_is_absent(tmp_path: Path) -> None:
+    """Deleting a definition deletes its relations: a rollback by id then finds them absent."""
+    async with Sandbox(SandboxConfig(records=5, rate_limit=0)) as sb:
+        association = seed(sb)
+        report = str(tmp_path / "out.csv")
+        assert await run(sb, job(tmp_path / "j.csv", [(1, 1)]), report=report) == ["created"]
+        sb._store.delete(sb._locations["L1"], sb._locations["L1"].associations[association])
+        with plan_rollback([report]) as plan:
+            config = RunConfig(job_files=(report,))
+            result = await rollback_job(plan, config, base_url=sb.url, tokens=sb.issue_token)
+            with result:
+                assert statuses(result) == ["absent"]
