@@ -186,7 +186,9 @@ async def test_a_host_that_goes_away_mid_run_stops_the_run(
     assert set(counts) <= {"created", "failed", NOT_RUN}
     assert sum(counts.values()) == 100
     assert summary.exit_code == 1  # something was sent
-    assert 0 < summary.requests < 40
+    # The 40th went out on a kept-alive connection that the closing server dropped: it may
+    # have landed as far as the client can tell, so it counts (aiohttp does not resend it).
+    assert 0 < summary.requests <= 40
     assert summary.connect_failures <= 4 * 2 * ATTEMPTS  # a round or two per worker
 
 
