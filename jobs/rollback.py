@@ -1,17 +1,23 @@
-"""Rollback: delete exactly the definitions that earlier runs report as ``created``.
+"""Rollback: delete exactly the definitions that earlier runs report as ``created``, and put
+back the labels of those they report as ``updated``.
 
 Deleting a definition in HighLevel also deletes every record-level relation that uses it,
 so a rollback is exact and explains itself first:
 
-- only rows whose latest outcome is ``created`` are undone; ``exists`` (there before the
+- only rows whose latest outcome is ``created`` are deleted, and only rows whose latest
+  outcome is ``updated`` get their previous labels back (the report's
+  ``previous_first_label`` and ``previous_second_label``); ``exists`` (there before the
   run), ``conflict`` and everything else are never touched;
-- each delete goes by id and checks first that the id still carries the same key in the same
-  location (``conflict`` otherwise), with that location's own token;
+- an update noted in the journal (with the labels it replaces) that has no final row (the
+  run was killed with it in flight) is restored too: the labels come from the journal;
+- each delete or restore goes by id and checks first that the id still carries the same key
+  in the same location (``conflict`` otherwise), with that location's own token;
 - reports of interrupted and resumed runs, and the append-only reports left by a killed
   run, are read row by row and de-duplicated (the last row for a record wins);
 - the deletes go to the server the runs went to, as their journals record it (``--api`` and
   base URL), unless the caller says otherwise; reports from different servers are not mixed,
-  and a report of an embedded-sandbox run is refused (that server, and all it held, is gone);
+  a report of an embedded-sandbox run is refused (that server, and all it held, is gone),
+  and so is a plan's report (``ghl-migrate plan``: it changed nothing);
 - each report is locked while it is read (and again while the rollback runs), so a rollback
   never reads a report that a run is still writing.
 """
@@ -20,20 +26,29 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from engine import (
     ConfigError,
     FileLock,
     Record,
+    journal_intents,
     journal_meta,
     journal_path,
     pending_intents,
     read_report,
 )
 
-from .associations import CREATED, AssociationsJob
+from .associations import (
+    CREATED,
+    PREVIOUS_FIRST,
+    PREVIOUS_SECOND,
+    RESTORE,
+    UPDATED,
+    AssociationsJob,
+)
 from .highlevel import DEFAULT_BASE_URL
 from .routes import Api
 
@@ -83,8 +98,13 @@ class RollbackPlan:
 
     @property
     def by_location(self) -> dict[str, int]:
-        """How many definitions each location would lose."""
+        """How many definitions each location would have deleted or relabelled."""
         return dict(Counter(r.location_id for r in self.records))
+
+    @property
+    def restores(self) -> int:
+        """How many definitions would get their previous labels back (the rest are deleted)."""
+        return sum(1 for r in self.records if r.get("action") == RESTORE)
 
     def check_unchanged(self) -> None:
         """Raise ``ConfigError`` when a report changed since the plan was made."""
@@ -171,11 +191,53 @@ def _unsettled(path: str, settled: set[str]) -> list[Unsettled]:
     return found
 
 
+def _restore_fields(item: Mapping[str, str], labels: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "action": RESTORE,
+        "key": str(item.get("key", "")),
+        "association_id": str(item.get("association_id", "")),
+        "first_object_label": str(labels.get(PREVIOUS_FIRST, "")),
+        "second_object_label": str(labels.get(PREVIOUS_SECOND, "")),
+    }
+
+
+def _record(source: str, location_id: str, fields: Mapping[str, str]) -> Record:
+    return Record(
+        source=source,
+        location_id=location_id,
+        ident=AssociationsJob.row_ident({**fields, "location_id": location_id}),
+        fields={k: v for k, v in fields.items() if v},
+    )
+
+
+def _unsettled_updates(path: str, settled: set[str]) -> list[Record]:
+    """Label updates the journal noted, with the labels they replace, whose records have
+    no final row: each may have been applied, so each is restored (a no-op if it was not)."""
+    journal = journal_path(path)
+    if not os.path.exists(journal):
+        return []
+    found: dict[str, Record] = {}
+    name = os.path.basename(journal)
+    for item in journal_intents(journal, action="update"):
+        ident = str(item["intent"])
+        if ident in settled or not item.get("association_id"):
+            continue
+        location_id = ident.split("\x1f", 1)[0]  # AssociationsJob.row_ident
+        source = f"{name}: {item.get('source', '')}"
+        found.setdefault(ident, _record(source, location_id, _restore_fields(item, item)))
+    return list(found.values())
+
+
 def _recorded_server(path: str) -> tuple[str, str] | None:
     """(api, base URL) that the run which wrote ``path`` used, from its journal."""
     meta = journal_meta(journal_path(path))
     if meta is None:
         return None
+    if meta.get("plan") is True:
+        raise ConfigError(
+            f"report {path} is a plan's (ghl-migrate plan): it changed nothing, so there is "
+            "nothing to roll back"
+        )
     if meta.get("ephemeral") is True:
         raise ConfigError(
             f"report {path} came from an embedded-sandbox run (run --sandbox): that sandbox is "
@@ -197,11 +259,12 @@ def plan_rollback(reports: Sequence[str]) -> RollbackPlan:
     servers: dict[tuple[str, str], str] = {}
     without_journal: list[str] = []
     fingerprints = []
+    restores: list[Record] = []
     for path in reports:
         with FileLock(path, what="report", reading=True):
             rows = _rows(path)
             fingerprints.append(_fingerprint(path))
-            if rows and all(r.get("action") == "delete" for r in rows):
+            if rows and all(r.get("action") in ("delete", RESTORE) for r in rows):
                 raise ConfigError(
                     f"report {path} holds only deletes (a rollback or delete run): rollback "
                     "undoes creates; to restore definitions, run the original job again"
@@ -216,6 +279,7 @@ def plan_rollback(reports: Sequence[str]) -> RollbackPlan:
                 if row["outcome"] in AssociationsJob.final_statuses
             }
             unsettled += _unsettled(path, settled)
+            restores += _unsettled_updates(path, settled)
             server = _recorded_server(path)
         if server is None:
             without_journal.append(path)
@@ -228,17 +292,18 @@ def plan_rollback(reports: Sequence[str]) -> RollbackPlan:
         )
     records = []
     for source, row in latest.values():
-        if row["outcome"] != CREATED:
+        if row["outcome"] == CREATED:
+            fields = {
+                "action": "delete",
+                "key": row["key"],
+                "association_id": row["association_id"],
+            }
+        elif row["outcome"] == UPDATED:
+            fields = _restore_fields(row, row)
+        else:
             continue
-        fields = {"action": "delete", "key": row["key"], "association_id": row["association_id"]}
-        records.append(
-            Record(
-                source=source,
-                location_id=row["location_id"],
-                ident=AssociationsJob.row_ident({**fields, "location_id": row["location_id"]}),
-                fields={k: v for k, v in fields.items() if v},
-            )
-        )
+        records.append(_record(source, row["location_id"], fields))
+    records += restores
     recorded = next(iter(servers.items()), None)
     return RollbackPlan(
         records=tuple(records),
