@@ -711,6 +711,8 @@ class AssociationsJob:
         response = answer.response
         if response.status in (200, 201):
             state.remember(updated)
+            if self._verbose:
+                self._log.debug(f"{done}: labels now {labels[0]!r} ↔ {labels[1]!r}", key=key)
             return Outcome(
                 record=record,
                 status=done,

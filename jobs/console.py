@@ -93,7 +93,9 @@ def render_plan(plan: PlanResult, *, console: Console | None = None) -> None:
         f"{summary.elapsed:.1f} s; {summary.requests} requests sent (reads only), "
         f"{summary.retries} retried, {summary.rate_limited} rate limited (429)"
     )
-    if summary.stopped:
+    if summary.unreachable:
+        out.print(f"[red]stopped: {summary.unreachable}; records not looked at are 'not_run'[/]")
+    elif summary.stopped:
         out.print("[yellow]stopped early: records not looked at are 'not_run'[/]")
     if summary.report:
         out.print(f"report: {summary.report}")
