@@ -272,7 +272,13 @@ def plan_rollback(reports: Sequence[str]) -> RollbackPlan:
             name = os.path.basename(path)
             for number, row in enumerate(rows, start=1):
                 if row.get("action", "create") == "create":
-                    latest[AssociationsJob.row_ident(row)] = (f"{name}#{number}", row)
+                    ident = AssociationsJob.row_ident(row)
+                    earlier = latest.get(ident)
+                    # Created by one run, relabelled by a later one: deleting it undoes both.
+                    if earlier is None or not (
+                        earlier[1]["outcome"] == CREATED and row["outcome"] == UPDATED
+                    ):
+                        latest[ident] = (f"{name}#{number}", row)
             settled = {
                 i
                 for i, (_, row) in latest.items()

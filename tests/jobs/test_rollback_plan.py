@@ -110,3 +110,19 @@ def test_rollback_reads_the_columns_a_run_writes(tmp_path: Path, dropped: str | 
     else:
         with pytest.raises(ConfigError, match=f"no {dropped} column"):
             plan_rollback([str(path)])
+
+
+def test_a_definition_created_then_relabelled_is_deleted_not_relabelled(tmp_path: Path) -> None:
+    """Rolling back a run and a later relabelling of what it created deletes the definition."""
+    created = write(tmp_path / "run.csv", "jobs.csv:2,locA,create,k1,created,id1,201,1,")
+    relabelled = tmp_path / "relabel.csv"
+    relabelled.write_text(
+        HEADER + "relabel.csv:2,locA,create,k1,updated,id1,Old,Labels,200,1,\n", encoding="utf-8"
+    )
+    plan = plan_rollback([created, str(relabelled)])
+    assert [(r.get("action"), r.get("key")) for r in plan.records] == [("delete", "k1")]
+    alone = plan_rollback([str(relabelled)])
+    assert [
+        (r.get("action"), r.get("first_object_label"), r.get("second_object_label"))
+        for r in alone.records
+    ] == [("restore", "Old", "Labels")]
