@@ -219,5 +219,6 @@ def main() -> None:
     for every record, safe to re-run and to undo.
 
     Exit codes: 0 every record ok, 1 some records not ok (see the report), 2 bad usage, an
-    unreadable job file, or a host that cannot be reached (nothing was sent).
+    unreadable job file, or a host that cannot be reached (nothing was sent). With
+    --detailed-exitcode, plan exits 0 nothing to do, 2 changes pending, 1 errors.
     """

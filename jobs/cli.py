@@ -488,9 +488,12 @@ def rollback_command(
         return
     counts = plan.by_location
     deletes = len(plan.records) - plan.restores
-    what = f"delete {deletes} definition(s)"
+    changes = [f"delete {deletes} definition(s)"] if deletes else []
     if plan.restores:
-        what = f"{what} and restore the labels of {plan.restores}"
+        changes.append(
+            f"restore the labels of {plan.restores}" + ("" if deletes else " definition(s)")
+        )
+    what = " and ".join(changes)
     click.echo(f"rollback would {what} in {len(counts)} location(s):", err=True)
     for location, count in sorted(counts.items()):
         click.echo(f"  {location}: {count}", err=True)

@@ -74,7 +74,7 @@ def render_plan(plan: PlanResult, *, console: Console | None = None) -> None:
         folded = len(by_location) - MAX_LOCATIONS
         add(f"… {_plural(folded, 'more location')}", rest)
     add("total", summary.counts, "bold")
-    out.print("plan: what run would do (nothing was sent)")
+    out.print("plan: what run would do; no write was sent")
     out.print(table)
     _print_problems(out, result.outcomes_with("blocked"), result.outcomes_with(CONFLICT))
     if plan.labels_differ:

@@ -175,3 +175,33 @@ def test_run_says_how_many_labels_differ(threaded_sandbox: ThreadedSandbox, tmp_
     assert code == 0
     assert "updated" in out
     assert "other labels" not in out
+
+
+def test_the_relabel_sample_round_trips_as_the_readme_shows(
+    threaded_sandbox: ThreadedSandbox, samples: Path, tmp_path: Path
+) -> None:
+    """onboarding, then relabel with --update-labels, then its rollback: the labels are back."""
+    tokens = threaded_sandbox.tokens_file(tmp_path / "tokens.csv", *LOCATIONS)
+    server = ("--base-url", threaded_sandbox.url, "--tokens", tokens)
+    assert cli("run", str(samples / "onboarding.json"), *server)[0] == 0
+
+    def owner_labels() -> list[tuple[str, str]]:
+        snapshot = threaded_sandbox.do(threaded_sandbox.sandbox.snapshot)
+        return [
+            (a["firstObjectLabel"], a["secondObjectLabel"])
+            for loc in LOCATIONS
+            for a in snapshot[loc]
+            if a["key"] == "property_owner"
+        ]
+
+    before = owner_labels()
+    relabel = str(samples / "relabel.csv")
+    code, out, _ = cli("plan", relabel, *server, "--update-labels", "--detailed-exitcode")
+    assert (code, "plan: 2 to update" in out) == (2, True)
+    report = str(tmp_path / "relabel.csv")
+    assert cli("run", relabel, *server, "--update-labels", "--report", report)[0] == 0
+    assert owner_labels() == [("Property", "Landlord")] * 2 + [before[2]]
+    code, _, err = cli("rollback", report, "--tokens", tokens, "--yes")
+    assert code == 0
+    assert "restore the labels of 2 definition(s)" in err
+    assert owner_labels() == before == [("Owned property", "Owner")] * 3
