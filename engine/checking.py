@@ -8,10 +8,15 @@ store's, and the problems come back out in input order, one at a time. What stay
 is one count per location and action.
 
 A file that cannot be read at all raises ``JobFileError`` (``ConfigError``), as a run would.
+The scratch store goes beside the first job file when that folder is writable (as a run's
+goes beside its report: ``/tmp`` is often memory), else in the temporary folder, and is
+deleted at the end.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -49,7 +54,7 @@ def check_job_files(
     input order, and count the records per location and per value of the record field
     ``by`` (``action``, say). Sends nothing, needs no token. Raises ``JobFileError`` when a
     file cannot be read."""
-    store = RunStore()
+    store = RunStore(_scratch(paths))
     try:
         load_job_files(store, kind, paths)
         counts: dict[tuple[str, str], tuple[int, int]] = {}
@@ -67,3 +72,13 @@ def check_job_files(
         return CheckSummary(records=len(store), invalid=invalid_total, counts=counts)
     finally:
         store.close()
+
+
+def _scratch(paths: Sequence[str]) -> str | None:
+    """A path for the scratch store beside the first job file, or None (a temporary file)."""
+    folder = os.path.dirname(os.path.abspath(paths[0])) if paths else ""
+    if not folder or not os.access(folder, os.W_OK):
+        return None
+    fd, path = tempfile.mkstemp(prefix=".ghl-migrate-validate-", suffix=".store", dir=folder)
+    os.close(fd)
+    return path

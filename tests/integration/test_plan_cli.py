@@ -205,3 +205,14 @@ def test_the_relabel_sample_round_trips_as_the_readme_shows(
     assert code == 0
     assert "restore the labels of 2 definition(s)" in err
     assert owner_labels() == before == [("Owned property", "Owner")] * 3
+
+
+def test_validate_leaves_no_scratch_file_behind(tmp_path: Path) -> None:
+    """The scratch store validate keeps beside the job is gone afterwards, whatever the end."""
+    good = tmp_path / "jobs.csv"
+    good.write_text("location_id,key,first_object_key,second_object_key\nloc1,k,contact,\n")
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"location_id": "loc1"},\n oops]\n', encoding="utf-8")
+    assert cli("validate", str(good))[0] == 1
+    assert cli("validate", str(good), str(broken))[0] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json", "jobs.csv"]
