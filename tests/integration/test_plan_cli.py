@@ -216,3 +216,17 @@ def test_validate_leaves_no_scratch_file_behind(tmp_path: Path) -> None:
     assert cli("validate", str(good))[0] == 1
     assert cli("validate", str(good), str(broken))[0] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json", "jobs.csv"]
+
+
+def test_a_junit_path_that_cannot_be_written_stops_before_sending(
+    threaded_sandbox: ThreadedSandbox, samples: Path, tmp_path: Path
+) -> None:
+    """--junit in a missing folder exits 2 with one line, before any request."""
+    tokens = threaded_sandbox.tokens_file(tmp_path / "tokens.csv", *LOCATIONS)
+    code, _, err = cli(
+        "run", str(samples / "onboarding.json"), "--base-url", threaded_sandbox.url,
+        "--tokens", tokens, "--junit", str(tmp_path / "missing" / "run.xml"),
+    )  # fmt: skip
+    assert code == 2
+    assert "does not exist" in error_line(err)
+    assert threaded_sandbox.do(lambda: len(threaded_sandbox.sandbox.log)) == 0
