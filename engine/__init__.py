@@ -6,6 +6,7 @@ Everything a job kind or a library user needs is importable from here.
 
 from __future__ import annotations
 
+from .checking import CheckSummary, check_job_files
 from .client import Client, Exchange, RunStats, TokenLookup
 from .errors import (
     AttemptTimeout,
@@ -23,24 +24,26 @@ from .errors import (
     TransportError,
 )
 from .job import JobKind
-from .journal import iter_intents, journal_meta, journal_path, pending_intents
+from .journal import journal_intents, journal_meta, journal_path, pending_intents
 from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
 from .lock import FileLock, LockHeld
-from .model import FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
+from .model import BLOCKED, FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
 from .report import iter_report, read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
 from .runner import Observer, RunConfig, Runner, RunResult, Summary, run
-from .steps import Send, Steps, Write
+from .steps import Planned, Send, Steps, Write
 from .tokens import load_tokens
 from .transport import AiohttpTransport, Transport
 
 __all__ = [
+    "BLOCKED",
     "FAILED",
     "INVALID",
     "NOT_RUN",
     "RETRYABLE_STATUSES",
     "AiohttpTransport",
     "AttemptTimeout",
+    "CheckSummary",
     "Client",
     "ConfigError",
     "ConnectFailed",
@@ -59,6 +62,7 @@ __all__ = [
     "MissingToken",
     "Observer",
     "Outcome",
+    "Planned",
     "RateHint",
     "Record",
     "RecordError",
@@ -79,9 +83,10 @@ __all__ = [
     "Transport",
     "TransportError",
     "Write",
+    "check_job_files",
     "is_retryable",
-    "iter_intents",
     "iter_report",
+    "journal_intents",
     "journal_meta",
     "journal_path",
     "load_tokens",

@@ -25,15 +25,18 @@ from .runner import Observer, RunConfig, RunResult
 
 __all__ = [
     "execute",
+    "junit_option",
     "log_options",
     "main",
     "rate_options",
     "report_options",
     "retry_options",
     "run_config",
+    "start_run",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, float]:
@@ -93,6 +96,7 @@ def run_config(job_files: Sequence[str], options: Mapping[str, Any]) -> RunConfi
         timeout=options["timeout"],
         retry=RetryPolicy(attempts=options["max_attempts"]),
         handle_signals=True,
+        junit=options.get("junit"),
     )
 
 
@@ -111,6 +115,16 @@ def report_options(f: F) -> F:
         help="Per-record outcome report: .csv or .jsonl. Written as records finish, "
         "rewritten at the end to one row per record; a .journal file beside it makes "
         "--resume exact.",
+    )(f)
+
+
+def junit_option(f: F) -> F:
+    """``--junit PATH``."""
+    return click.option(
+        "--junit",
+        type=click.Path(dir_okay=False),
+        help="Also write the outcomes as JUnit XML for CI (Jenkins, GitLab): one test case "
+        "per record, its location as class name; records not ok are failures.",
     )(f)
 
 
@@ -141,19 +155,19 @@ class _Stopped(click.ClickException):
     exit_code = 2
 
 
-def execute(
-    start: Callable[[Observer | None], Awaitable[RunResult]],
+def start_run(
+    start: Callable[[Observer | None], Awaitable[T]],
     *,
     ok_statuses: frozenset[str],
     options: Mapping[str, Any],
-) -> None:
-    """Run ``start`` on the asyncio backend with logging (``log_options``), a progress bar
-    and the summary; exit with the run's code."""
+) -> T:
+    """Run ``start`` on the asyncio backend with logging (``log_options``) and a progress bar
+    (records not in ``ok_statuses`` count as not ok); errors become exit code 2."""
     configure_logging(options["log_format"], verbose=options["verbose"])
     progress = not options["no_progress"] and sys.stderr.isatty()
     bar = ProgressBar(ok_statuses) if progress else None
     try:
-        result = anyio.run(start, bar, backend="asyncio")
+        return anyio.run(start, bar, backend="asyncio")
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     except StorageError as exc:  # mid-run: not a usage error, but exit 2 all the same
@@ -161,8 +175,22 @@ def execute(
     finally:
         if bar is not None:
             bar.close()
+
+
+def execute(
+    start: Callable[[Observer | None], Awaitable[RunResult]],
+    *,
+    ok_statuses: frozenset[str],
+    options: Mapping[str, Any],
+    notes: Callable[[RunResult], Sequence[str]] | None = None,
+) -> None:
+    """Run ``start`` (see :func:`start_run`), print the summary and ``notes`` (lines the
+    job kind adds about the result), and exit with the run's code."""
+    result = start_run(start, ok_statuses=ok_statuses, options=options)
     with result:  # its outcomes live in a scratch file until it is closed
         render_summary(result.summary, ok_statuses=ok_statuses)
+        for line in notes(result) if notes is not None else ():
+            click.echo(line)
     sys.exit(result.summary.exit_code)
 
 
@@ -191,5 +219,6 @@ def main() -> None:
     for every record, safe to re-run and to undo.
 
     Exit codes: 0 every record ok, 1 some records not ok (see the report), 2 bad usage, an
-    unreadable job file, or a host that cannot be reached (nothing was sent).
+    unreadable job file, or a host that cannot be reached (nothing was sent). With
+    --detailed-exitcode, plan exits 0 nothing to do, 2 changes pending, 1 errors.
     """

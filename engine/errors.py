@@ -12,6 +12,7 @@
       ├─ StorageError         the report or journal cannot be written mid-run → sending stops
       ├─ DailyLimitExhausted  the location's daily budget is spent: its records are ``not_run``
       ├─ LocationError        a location cannot be worked on: each of its records fails
+      ├─ Planned              a plan reached a write: not sent; the record gets its plan
       └─ RequestError         carries .request, .attempts, .ambiguous
            ├─ MissingToken    no token for the request's location → never sent
            ├─ TransportError  reset, dropped, timed out → retryable; it may have reached

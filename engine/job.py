@@ -84,8 +84,10 @@ class JobKind(Protocol):
         record of the location with its message."""
         ...
 
-    def process(self, record: Record, state: Any, *, noted: bool) -> Steps[Outcome]:
-        """Carry out one record. ``noted``: an earlier process of this run noted a write for
-        it and never reported its outcome (so a change found in place may be its own). A
-        ``RequestError`` left unhandled reports the record ``failed``."""
+    def process(self, record: Record, state: Any, *, noted: Mapping[str, Any]) -> Steps[Outcome]:
+        """Carry out one record. ``noted``: the intent an earlier process of this run noted
+        for it (the ``Write.intent`` it yielded, with ``source``), empty when none; a change
+        found in place may then be its own. Only what a run has not settled is processed
+        again, so a noted intent means its outcome was never reported. A ``RequestError``
+        left unhandled reports the record ``failed``."""
         ...

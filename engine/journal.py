@@ -5,10 +5,12 @@ It lives beside the report (``out.csv`` → ``out.csv.journal``) and is append-o
 - line 1 describes the run: job kind and its settings such as API and base URL (a resumed
   run must share them), the job files' names and SHA-256 digests (a resumed run must read
   the same files, not merely files of the same names: records gone from an edited file would
-  otherwise fall out of the report), and whether the server was ephemeral (see
-  ``RunConfig.ephemeral``);
+  otherwise fall out of the report), whether the server was ephemeral (see
+  ``RunConfig.ephemeral``), and whether the run only planned (``RunConfig.plan``: its report
+  says what a run would do, so it is never resumed nor rolled back, and it has no intents);
 - every later line is an *intent*, written and handed to the OS before a write request is
-  sent: ``{"intent": ident, "source": ...}``.
+  sent: ``{"intent": ident, "source": ..., **Write.intent}`` (what the kind needs to know
+  of it later, such as the labels an update replaces).
 
 A record that has an intent but whose change is found already in place on a later look was
 changed by this job (its response was lost, or the process died), not by someone before it.
@@ -33,14 +35,14 @@ from .appendlog import AppendLog
 from .errors import ConfigError, StorageError, os_error_text
 from .model import Record
 
-__all__ = ["RunJournal", "iter_intents", "journal_meta", "journal_path", "pending_intents"]
+__all__ = ["RunJournal", "journal_intents", "journal_meta", "journal_path", "pending_intents"]
 
 log = structlog.get_logger("engine")
 
 _FORMAT = "ghl-migrate-journal/1"
 _SUFFIX = ".journal"
 #: meta fields that describe a run without having to match on resume
-_DIGESTS, _EPHEMERAL = "job_sha256", "ephemeral"
+_DIGESTS, _EPHEMERAL, _PLAN = "job_sha256", "ephemeral", "plan"
 
 
 def journal_path(report_path: str) -> str:
@@ -117,17 +119,19 @@ def journal_meta(path: str) -> dict[str, Any] | None:
     return meta
 
 
-def pending_intents(path: str, *, action: str | None = None) -> set[str]:
-    """The record idents a journal noted writes for (optionally of one ``action`` only)."""
-    return set(iter_intents(path, action=action))
-
-
-def iter_intents(path: str, *, action: str | None = None) -> Iterator[str]:
-    """The record idents a journal noted writes for, in order, read as consumed (an ident
-    noted again by a resumed run comes again): for journals of a million records."""
+def journal_intents(path: str, *, action: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every intent a journal noted (optionally of one ``action`` only), in order, read as
+    consumed: ``{"intent": ident, "source": ..., **Write.intent}``."""
     for item in _intents(path):
         if action is None or item.get("action") == action:
-            yield item["intent"]
+            yield item
+
+
+def pending_intents(path: str, *, action: str | None = None) -> set[str]:
+    """The record idents a journal noted writes for (optionally of one ``action`` only)."""
+    return {
+        item["intent"] for item in _intents(path) if action is None or item.get("action") == action
+    }
 
 
 def _describe_mismatch(found: Mapping[str, Any], expected: Mapping[str, Any]) -> str:
@@ -154,6 +158,7 @@ class RunJournal:
         *,
         digests: Sequence[tuple[str, str]] | None = None,
         ephemeral: bool = False,
+        plan: bool = False,
         sync_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -161,17 +166,18 @@ class RunJournal:
         self._meta = {"format": _FORMAT, **meta}
         self._digests = None if digests is None else sorted(digests)
         self._ephemeral = ephemeral
+        self._plan = plan
         self._log = AppendLog(path, sync_interval=sync_interval, clock=clock)
 
-    def open(self, *, resume: bool) -> list[str] | Iterator[str]:
+    def open(self, *, resume: bool) -> Iterator[tuple[str, dict[str, Any]]]:
         """Start a new journal, or (``resume``) check and continue an existing one.
 
-        Returns the idents of the records earlier processes noted writes for. They are read
-        from the file as they are consumed (a journal can hold a million), so consume them
-        before the first :meth:`intent`. Raises ``ConfigError`` (naming the file) when the
-        journal cannot be used, damaged lines included, before or while they are read."""
+        Returns the intents earlier processes noted, as (ident, fields), in order. They are
+        read from the file as they are consumed (a journal can hold a million), so consume
+        them before the first :meth:`intent`. Raises ``ConfigError`` (naming the file) when
+        the journal cannot be used, damaged lines included, before or while they are read."""
         exists = os.path.exists(self.path) and os.path.getsize(self.path) > 0
-        earlier: list[str] | Iterator[str] = []
+        earlier: Iterator[tuple[str, dict[str, Any]]] = iter(())
         if exists:
             if not resume:
                 raise ConfigError(
@@ -182,7 +188,10 @@ class RunJournal:
             # No complete line at all (killed while describing the run): nothing was sent.
             if meta is not None:
                 self._check(meta)
-            earlier = (item["intent"] for item in _intents(self.path))
+            earlier = (
+                (item["intent"], {k: v for k, v in item.items() if k != "intent"})
+                for item in _intents(self.path)
+            )
         self._start(resumed=exists)
         return earlier
 
@@ -208,6 +217,8 @@ class RunJournal:
             ) from None
         if new:
             described = {**self._meta, _EPHEMERAL: self._ephemeral}
+            if self._plan:
+                described[_PLAN] = True
             if self._digests is not None:
                 described[_DIGESTS] = self._digests
             try:

@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 import orjson
 
 __all__ = [
+    "BLOCKED",
     "FAILED",
     "INVALID",
     "NOT_RUN",
@@ -30,6 +31,8 @@ LocationId: TypeAlias = str
 FAILED = "failed"
 INVALID = "invalid"
 NOT_RUN = "not_run"
+#: In a plan: the run would not carry the record out (an invalid row, a failed check).
+BLOCKED = "blocked"
 
 _SECRET_HEADERS = frozenset({"authorization"})
 

@@ -33,6 +33,7 @@ __all__ = [
     "ReportWriter",
     "iter_report",
     "read_report",
+    "report_columns",
     "report_format",
     "write_report_atomically",
 ]
@@ -192,6 +193,14 @@ def _complete_lines(fh: IO[str]) -> Iterator[str]:
         previous = line
     if previous is not None and previous.endswith(("\n", "\r")):
         yield previous
+
+
+def report_columns(path: str) -> list[str] | None:
+    """The header of a CSV report (None for JSON Lines, whose rows name their columns)."""
+    if report_format(path) is not ReportFormat.CSV:
+        return None
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        return next(csv.reader(_complete_lines(fh)), None)
 
 
 def iter_report(path: str) -> Iterator[dict[str, str]]:

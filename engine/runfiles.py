@@ -17,6 +17,11 @@ that cannot be written mid-run (a full disk) makes the run stop sending at once;
 files hold up to then stays consistent, so a resume continues it.
 
 A run without a report has only a temporary store.
+
+A plan (``RunConfig.plan``) writes the same report, with planned outcomes, and a journal
+that says it is a plan and notes no intent. A plan's report records nothing done: the next
+plan on the same path replaces it, and a run, a resume or a rollback refuses it. A plan
+never replaces a report that a run wrote.
 """
 
 from __future__ import annotations
@@ -35,8 +40,14 @@ from .errors import ConfigError, StorageError, os_error_text
 from .job import JobKind
 from .journal import RunJournal, journal_meta, journal_path
 from .lock import FileLock
-from .model import INVALID, Outcome, Record
-from .report import ReportWriter, iter_report, report_format, write_report_atomically
+from .model import BLOCKED, INVALID, Outcome, Record
+from .report import (
+    ReportWriter,
+    iter_report,
+    report_columns,
+    report_format,
+    write_report_atomically,
+)
 from .store import RunStore
 
 __all__ = ["GENERIC_COLUMNS", "RunFiles"]
@@ -83,6 +94,7 @@ class RunFiles:
         resume: bool,
         ephemeral: bool,
         read_job_files: bool,
+        plan: bool = False,
     ) -> None:
         self._kind = kind
         self.report = report
@@ -90,6 +102,7 @@ class RunFiles:
         self._resume = resume
         self._ephemeral = ephemeral
         self._read_job_files = read_job_files
+        self._plan = plan
         self._lock: FileLock | None = None
         self._journal: RunJournal | None = None
         self._writer: ReportWriter | None = None
@@ -118,7 +131,7 @@ class RunFiles:
         self._lock = FileLock(path, what="report")
         self._lock.acquire()
         try:
-            self._replace_ephemeral(path)
+            self._replace_scratch(path)
             store = self._new_store(f"{path}.store")
             try:
                 load(store)
@@ -164,15 +177,17 @@ class RunFiles:
             meta,
             digests=_digests(self._job_files) if self._read_job_files else None,
             ephemeral=self._ephemeral,
+            plan=self._plan,
         )
         writer = ReportWriter(path, self._kind.columns)
         try:
             store.note_intents(journal.open(resume=self._resume))
             if exists:
                 self._carry_over(store, path)
+                self._upgrade_header(path)
             writer.open()
             if not exists:
-                for outcome in store.outcomes(INVALID):
+                for outcome in store.outcomes(BLOCKED if self._plan else INVALID):
                     writer.write(self.row(outcome))
         except (ConfigError, StorageError) as exc:
             for log_file in (journal, writer):
@@ -191,10 +206,27 @@ class RunFiles:
                 "job files; they are kept at the end of the report"
             )
 
-    def _replace_ephemeral(self, path: str) -> None:
-        """A report of an ephemeral run records nothing that still exists: the next
-        ephemeral run replaces it (saying so); any other run leaves it alone."""
+    def _replace_scratch(self, path: str) -> None:
+        """A report of a plan, or of an ephemeral run, records nothing that still exists:
+        the next plan (ephemeral run) replaces it, saying so; any other run refuses it. A
+        plan never replaces a report that a run wrote."""
         earlier = journal_meta(journal_path(path))
+        was_plan = earlier is not None and earlier.get("plan") is True
+        if self._plan:
+            if was_plan:
+                log.warning(f"replacing {path}: it is the report of an earlier plan")
+                self._remove(path)
+            elif os.path.lexists(path):
+                raise ConfigError(
+                    f"report {path} already exists and is not a plan's: a plan never replaces "
+                    "a run's report; choose another --report path"
+                )
+            return
+        if was_plan:
+            raise ConfigError(
+                f"report {path} is a plan's (ghl-migrate plan): it says what a run would do, "
+                "not what one did, so no run continues it; choose another --report path"
+            )
         if earlier is None or earlier.get("ephemeral") is not True:
             return
         if not self._ephemeral:
@@ -212,6 +244,11 @@ class RunFiles:
                 f"replacing {path}: it came from a run against a throwaway server (an "
                 "embedded sandbox), which kept nothing"
             )
+        self._remove(path)
+
+    @staticmethod
+    def _remove(path: str) -> None:
+        """Delete a report and its journal that record nothing real."""
         for old in (path, journal_path(path)):
             try:
                 os.unlink(old)
@@ -247,6 +284,16 @@ class RunFiles:
                 store.keep_extra(row)
                 self.kept += 1
         store.commit()
+
+    def _upgrade_header(self, path: str) -> None:
+        """A CSV report written with other columns (by an earlier release) is rewritten with
+        this kind's, so that the rows this run appends match its header."""
+        try:
+            columns = report_columns(path)
+            if columns is not None and columns != list(self._kind.columns):
+                write_report_atomically(path, self._kind.columns, iter_report(path))
+        except OSError as exc:
+            raise ConfigError(f"report {path}: cannot be read ({os_error_text(exc)})") from None
 
     def _restore(self, record: Record, row: Mapping[str, str]) -> Outcome:
         own = self._kind.report_fields(record)

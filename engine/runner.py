@@ -14,6 +14,15 @@ backpressure. Each location is prepared once (:mod:`engine.locations`). A kind's
 generator of requests that the run drives (:mod:`engine.steps`): writes are noted in the
 journal before they are sent. Each finished record is written to the report at once.
 
+A plan (``RunConfig.plan``) is the same run with every write left out: it reads what the
+run would read, paced the same way, and where a kind yields a write it raises
+:class:`~engine.steps.Planned` at that ``yield`` instead of sending (and notes no journal
+intent). The record's outcome is then the write's ``plan`` (``create``, ``delete``), or
+the outcome the kind returns for it; those are the plan's *pending* changes. A record the
+run would not carry out (an invalid row, a kind's check that fails, a location that cannot
+be read) is ``blocked``, with the reason. The summary counts the pending records; its exit
+code is 1 when a record is neither ok nor pending.
+
 Stopping (``Runner.stop``, Ctrl-C or SIGTERM) stops feeding and sending, lets in-flight
 requests finish within ``drain_timeout``, then cancels what is left; a second signal cancels
 at once. Whatever way the run ends, the report is finalised under a shielded scope: records
@@ -32,11 +41,12 @@ record, by the engine or the job kind, names both.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -48,6 +58,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from .client import Client, Exchange, TokenLookup
 from .errors import (
+    ConfigError,
     ConnectFailed,
     HTTPStatusError,
     LocationError,
@@ -57,13 +68,14 @@ from .errors import (
 )
 from .feed import Feed
 from .job import JobKind
+from .junit import check_junit_path, write_junit
 from .limiter import DailyLimitExhausted, LocationGates
 from .loading import load_job_files, load_records
 from .locations import LocationStates
-from .model import FAILED, NOT_RUN, Outcome, Record
+from .model import BLOCKED, FAILED, INVALID, NOT_RUN, Outcome, Record
 from .retry import RetryPolicy
 from .runfiles import GENERIC_COLUMNS, RunFiles
-from .steps import Send, drive
+from .steps import Planned, Send, Write, drive
 from .store import OutcomeView, RunStore
 from .transport import AiohttpTransport, Transport
 
@@ -103,6 +115,10 @@ class RunConfig:
     #: outlives it, so its journal says so, a later ephemeral run may replace its report (a
     #: resume starts over), and a rollback refuses it. A real run's report is never replaced.
     ephemeral: bool = False
+    #: only plan: read as the run would, send no write, report what the run would do
+    plan: bool = False
+    #: also write the outcomes as JUnit XML here, at the end (see ``engine.junit``)
+    junit: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +146,10 @@ class Summary:
     connect_failures: int = 0
     #: why the run stopped early because the host cannot be reached ("" when it did not)
     unreachable: str = ""
+    #: a plan: the outcomes say what a run would do
+    plan: bool = False
+    #: in a plan, the records whose outcome is a change the run would make
+    pending: int = 0
 
 
 class RunResult:
@@ -143,6 +163,18 @@ class RunResult:
         self.summary = summary
         self._store = store
         self.outcomes: Sequence[Outcome] = OutcomeView(store)
+
+    def counts_by_location(self) -> dict[str, dict[str, int]]:
+        """Records per outcome status, per location (in input order of the locations)."""
+        return self._store.counts_by_location()
+
+    def outcomes_with(self, status: str) -> Iterator[Outcome]:
+        """The outcomes ``status``, in input order, read on demand."""
+        return self._store.outcomes(status)
+
+    def count_with(self, status: str, field: str) -> int:
+        """How many outcomes ``status`` have the kind-specific ``field`` set."""
+        return self._store.count_with(status, field)
 
     def close(self) -> None:
         """Release the outcomes' scratch file."""
@@ -208,6 +240,9 @@ class Runner:
         self._state = _State.NEW
         self._stopping = False
         self._processed = 0
+        self._pending = 0
+        self._pending_statuses: set[str] = set()
+        self._junit_error: StorageError | None = None
         self._left: dict[str, int] = {}
         self._spent: dict[str, str] = {}  # location -> when its daily budget surely renewed
         self._store: RunStore | None = None
@@ -218,6 +253,7 @@ class Runner:
             resume=config.resume,
             ephemeral=config.ephemeral,
             read_job_files=records is None,
+            plan=config.plan,
         )
         self._client: Client | None = None
         self._locations: LocationStates | None = None
@@ -247,6 +283,10 @@ class Runner:
         if self._state is not _State.NEW:
             raise RuntimeError("a Runner runs once; create a new one")
         self._state = _State.RUNNING
+        if self._config.plan and self._config.resume:
+            raise ConfigError("a plan is never resumed: plan again (it sends no write)")
+        if self._config.junit is not None:
+            check_junit_path(self._config.junit, report=self._config.report)
         started = self._clock()
         self._store = self._files.open(self._load)  # holds the report's lock from here on
         try:
@@ -254,7 +294,7 @@ class Runner:
         finally:
             self._files.release()
         self._state = _State.DONE
-        if (error := self._files.stopped_by_storage()) is not None:
+        if (error := self._files.stopped_by_storage() or self._junit_error) is not None:
             result.close()
             raise error
         return result
@@ -264,6 +304,8 @@ class Runner:
             load_job_files(store, self._kind, self._config.job_files)
         else:
             load_records(store, self._kind, self._given)
+        if self._config.plan:
+            store.restatus(INVALID, BLOCKED)  # the run would not send them
 
     async def _run(self, started: float, store: RunStore) -> RunResult:
         owned = self._transport is None
@@ -336,13 +378,26 @@ class Runner:
         for pos, record in feed:
             if self._stopping:
                 return  # what is left stays not_run (see _finish)
+            planned: list[Write] = []
             # Every line logged while this record is processed names it (about 1 µs).
             bound = bind_contextvars(location=record.location_id, source=record.source)
             try:
-                outcome = await self._process(record)
+                outcome = await self._process(record, planned)
             finally:
                 reset_contextvars(**bound)
+            if self._config.plan:
+                outcome = self._planned(outcome, planned)
             self._record(pos, outcome)
+
+    def _planned(self, outcome: Outcome, planned: list[Write]) -> Outcome:
+        """A plan's outcome: a pending change when a write was held back, ``blocked``
+        when the run would not carry the record out."""
+        if outcome.status == FAILED:
+            return dataclasses.replace(outcome, status=BLOCKED)
+        if planned:
+            self._pending += 1
+            self._pending_statuses.add(outcome.status)
+        return outcome
 
     def _cannot_reach(self, exc: ConnectFailed) -> None:
         """The client found that the host cannot be reached: stop, saying so once."""
@@ -350,16 +405,20 @@ class Runner:
         log.error(f"{self._unreachable}; stopping the run", host=exc.host, cause=exc.cause)
         self.stop()
 
-    async def _send(self, record: Record | None, step: Send) -> Exchange:
+    async def _send(self, record: Record | None, planned: list[Write], step: Send) -> Exchange:
         assert self._client is not None
-        if step.write is not None and record is not None:
-            self._files.intent(record, step.write.intent)  # never sent if it cannot be noted
+        if step.write is not None:
+            if self._config.plan:
+                planned.append(step.write)
+                raise Planned(step.write)  # never sent, and no intent to note
+            if record is not None:
+                self._files.intent(record, step.write.intent)  # not sent if it cannot be noted
         return await self._client.call(step.request)
 
     async def _prepare(self, location: str) -> Any:
-        return await drive(self._kind.prepare(location), functools.partial(self._send, None))
+        return await drive(self._kind.prepare(location), functools.partial(self._send, None, []))
 
-    async def _process(self, record: Record) -> Outcome:
+    async def _process(self, record: Record, planned: list[Write]) -> Outcome:
         assert self._locations is not None
         assert self._store is not None
         try:
@@ -378,8 +437,11 @@ class Runner:
                     status=NOT_RUN,
                     error=self._stop_reason("location was not read"),
                 )
-            steps = self._kind.process(record, state, noted=self._store.noted(record.ident))
-            return await drive(steps, functools.partial(self._send, record))
+            noted = self._store.noted(record.ident) or {}
+            steps = self._kind.process(record, state, noted=noted)
+            return await drive(steps, functools.partial(self._send, record, planned))
+        except Planned as exc:
+            return Outcome(record=record, status=exc.write.plan)
         except RunStopped:
             return Outcome(
                 record=record, status=NOT_RUN, error=self._stop_reason("stopped before it was sent")
@@ -477,7 +539,7 @@ class Runner:
         )
         self._files.finish(store)
         counts = store.counts()
-        ok = self._kind.ok_statuses
+        ok = self._kind.ok_statuses | self._pending_statuses
         stats = self._client.stats if self._client is not None else None
         requests = stats.requests if stats else 0
         # Nothing reached the server: the same exit code as any other run that sent nothing.
@@ -498,13 +560,38 @@ class Runner:
             report=self._config.report,
             connect_failures=stats.connect_failures if stats else 0,
             unreachable=self._unreachable,
+            plan=self._config.plan,
+            pending=self._pending,
         )
+        if self._config.junit is not None:
+            self._write_junit(self._config.junit, store, summary, ok)
         log.info(
             "run finished",
             **{k: v for k, v in sorted(counts.items())},
             elapsed=round(summary.elapsed, 2),
         )
         return RunResult(summary=summary, store=store)
+
+    def _write_junit(
+        self, path: str, store: RunStore, summary: Summary, ok: frozenset[str]
+    ) -> None:
+        kind = self._kind
+
+        def describe(record: Record) -> str:
+            return " ".join(v for v in kind.report_fields(record).values() if v)
+
+        try:
+            write_junit(
+                path,
+                store.outcomes(),
+                suite=f"ghl-migrate {'plan' if self._config.plan else kind.name}",
+                counts=summary.counts,
+                ok=ok,
+                elapsed=summary.elapsed,
+                describe=describe,
+            )
+        except StorageError as exc:
+            self._junit_error = exc
 
 
 async def run(

@@ -14,8 +14,19 @@ can be tested by feeding its generator answers by hand, with no I/O at all::
 
 A :class:`Write` marks a request that changes the server: the engine notes its ``intent`` in
 the run's journal before sending it, so that a run killed while the request is on the wire
-can tell later that the change was its own; and a run that only plans (sends no write)
-stops the generator there and reports the write's ``plan``.
+can tell later that the change was its own. A run that only plans (``RunConfig.plan``)
+never sends a write: it raises :class:`Planned` at that ``yield`` instead, like any other
+error of a send. A kind that lets it through gets the write's ``plan`` as the record's
+outcome (``create``, say); a kind may also catch it, to note the change in its location
+state as if it had been made (so that later records of the plan see what the run would
+have done before them: a label pair taken, a key gone) and re-raise it, or return an
+outcome of its own that says more (the labels an update would change)::
+
+        try:
+            answer = yield Send(self.routes.update(...), write)
+        except Planned:
+            state.remember(updated)
+            raise
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ from .client import Exchange
 from .errors import EngineError
 from .model import Request
 
-__all__ = ["Send", "Steps", "Write", "drive"]
+__all__ = ["Planned", "Send", "Steps", "Write", "drive"]
 
 T = TypeVar("T")
 
@@ -56,7 +67,8 @@ Steps: TypeAlias = Generator[Send, Exchange, T]
 
 
 class Planned(EngineError):
-    """Raised by a ``send`` that does not write: carries the write's planned outcome."""
+    """Raised at a kind's ``yield`` of a write in a plan-only run: nothing was sent, and
+    ``write.plan`` is the outcome the record gets unless the kind returns its own."""
 
     def __init__(self, write: Write) -> None:
         self.write = write
@@ -68,15 +80,14 @@ async def drive(
     send: Callable[[Send], Awaitable[Exchange]],
 ) -> T:
     """Run ``steps`` to its result: each yielded :class:`Send` goes to ``send``, whose answer
-    is sent back into the generator, or whose ``EngineError`` is raised at the ``yield``
-    (the kind may handle it; if it does not, it propagates from here)."""
+    is sent back into the generator, or whose ``EngineError`` (:class:`Planned` included) is
+    raised at the ``yield`` (the kind may handle it; if it does not, it propagates from
+    here)."""
     try:
         step = next(steps)
         while True:
             try:
                 answer = await send(step)
-            except Planned:
-                raise
             except EngineError as exc:
                 step = steps.throw(exc)
             else:

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import orjson
@@ -45,7 +45,7 @@ CREATE TABLE records (
     error TEXT NOT NULL DEFAULT '',
     out BLOB
 );
-CREATE TABLE intents (ident TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE intents (ident TEXT PRIMARY KEY, fields BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE carried (ident TEXT PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE extras (n INTEGER PRIMARY KEY, row BLOB NOT NULL);
 """
@@ -215,21 +215,24 @@ class RunStore:
         for (raw,) in self._db.execute("SELECT row FROM extras ORDER BY n").fetchall():
             yield orjson.loads(raw)
 
-    def note_intents(self, idents: Iterator[str] | Sequence[str]) -> None:
-        """Remember the idents an earlier process noted writes for (see :meth:`noted`)."""
+    def note_intents(self, intents: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Remember the intents an earlier process noted, as (ident, fields) in journal
+        order; the last one per ident wins (see :meth:`noted`)."""
         self._db.executemany(
-            "INSERT OR IGNORE INTO intents (ident) VALUES (?)", ((i,) for i in idents)
+            "INSERT OR REPLACE INTO intents (ident, fields) VALUES (?, ?)",
+            ((ident, orjson.dumps(dict(fields))) for ident, fields in intents),
         )
         self._has_intents = self._db.execute("SELECT 1 FROM intents LIMIT 1").fetchone() is not None
 
-    def noted(self, ident: str) -> bool:
-        """Whether an earlier process noted a write for ``ident``."""
+    def noted(self, ident: str) -> dict[str, Any] | None:
+        """The fields of the last intent an earlier process noted for ``ident``, or None."""
         if not self._has_intents or not ident:
-            return False
-        return (
-            self._db.execute("SELECT 1 FROM intents WHERE ident = ?", (ident,)).fetchone()
-            is not None
-        )
+            return None
+        found = self._db.execute("SELECT fields FROM intents WHERE ident = ?", (ident,)).fetchone()
+        if found is None:
+            return None
+        fields: dict[str, Any] = orjson.loads(found[0])
+        return fields
 
     # -- running ---------------------------------------------------------------------------
 
@@ -306,6 +309,15 @@ class RunStore:
         self.commit()
         return count
 
+    def restatus(self, old: str, new: str) -> int:
+        """Every outcome ``old`` becomes ``new`` (a plan calls invalid rows ``blocked``)."""
+        self._write_outcomes()
+        count = self._db.execute(
+            "UPDATE records SET status = ? WHERE status = ?", (new, old)
+        ).rowcount
+        self.commit()
+        return count
+
     def __len__(self) -> int:
         return self._size
 
@@ -331,6 +343,40 @@ class RunStore:
                 tuple(statuses),
             )
         }
+
+    def counts_by_location(self) -> dict[str, dict[str, int]]:
+        """Records per outcome status, per location (in the order locations first appear)."""
+        self._write_outcomes()
+        found: dict[str, dict[str, int]] = {}
+        for loc, status, n in self._db.execute(
+            "SELECT loc, status, COUNT(*) FROM records WHERE status IS NOT NULL"
+            " GROUP BY loc, status ORDER BY MIN(pos)"
+        ):
+            found.setdefault(loc, {})[status] = n
+        return found
+
+    def counts_by_field(self, field: str) -> dict[tuple[str, str, str | None], int]:
+        """Records per (location, record ``field``, outcome status: None while it has
+        none), in the order they first appear."""
+        self._write_outcomes()
+        return {
+            (loc, value or "", status): n
+            for loc, value, status, n in self._db.execute(
+                "SELECT loc, json_extract(CAST(fields AS TEXT), ?), status, COUNT(*)"
+                " FROM records GROUP BY 1, 2, 3 ORDER BY MIN(pos)",
+                (f'$."{field}"',),
+            )
+        }
+
+    def count_with(self, status: str, field: str) -> int:
+        """Outcomes ``status`` whose kind-specific ``field`` is set (not empty)."""
+        self._write_outcomes()
+        (count,) = self._db.execute(
+            "SELECT COUNT(*) FROM records WHERE status = ? AND out IS NOT NULL"
+            " AND COALESCE(json_extract(CAST(out AS TEXT), ?), '') != ''",
+            (status, f'$."{field}"'),
+        ).fetchone()
+        return int(count)
 
     def outcome(self, pos: int) -> Outcome | None:
         """The outcome of the record at ``pos`` (None while it has none)."""

@@ -1,12 +1,17 @@
-"""The library entry point: everything ``ghl-migrate run`` does, callable from Python.
+"""The library entry points: everything ``ghl-migrate run``, ``plan``, ``validate`` and
+``rollback`` do, callable from Python.
 
 ::
 
     import anyio
     from engine import RunConfig
-    from jobs.api import run_job
+    from jobs.api import plan_job, run_job, validate_job
 
-    result = anyio.run(run_job, RunConfig(job_files=("onboarding.json",), report="out.csv"))
+    checked = validate_job(("onboarding.json",), problem=print)  # offline
+    config = RunConfig(job_files=("onboarding.json",), report="out.csv")
+    with anyio.run(plan_job, config) as plan:
+        print(plan.summary.pending, plan.drift)
+    result = anyio.run(run_job, config)
     print(result.summary.counts)
 """
 
@@ -14,27 +19,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from engine import (
+    CheckSummary,
     ConfigError,
     FileLock,
     Observer,
+    Outcome,
     RunConfig,
     RunResult,
     TokenLookup,
     Transport,
+    check_job_files,
     load_tokens,
     run,
 )
 
+from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
-from .kinds import detect_kind, job_kind
+from .kinds import RELATIONS, detect_kind, job_kind
+from .plan import PlanResult, drift_of
 from .rollback import RollbackPlan
 from .routes import Api
 from .sandbox import Sandbox, SandboxConfig
 
-__all__ = ["rollback_job", "run_job"]
+__all__ = ["plan_job", "rollback_job", "run_job", "validate_job"]
 
 
 async def run_job(
@@ -45,34 +56,100 @@ async def run_job(
     tokens_file: str | None = None,
     tokens: TokenLookup | None = None,
     sandbox: SandboxConfig | None = None,
+    update_labels: bool = False,
     transport: Transport | None = None,
     observer: Observer | None = None,
     kind: str | None = None,
 ) -> RunResult:
     """Run a job: association definitions or relations, as the job files say (a ``kind``
     column or field, or a ``first_record_id`` column: see ``jobs.kinds``), unless ``kind``
-    names one. Job files of different kinds, and relations with ``api`` other than the
-    official routes, raise ``ConfigError`` before anything is sent.
+    names one. Job files of different kinds, relations with ``api`` other than the official
+    routes, and ``update_labels`` for relations raise ``ConfigError`` before anything is sent.
 
     Tokens come from ``tokens`` (a function of the location id), else ``tokens_file``, else
     the ``GHL_TOKEN_<LOCATION_ID>`` / ``GHL_TOKEN`` environment variables. With ``sandbox``
     the job runs against an embedded fake API on 127.0.0.1 that issues a token for every
-    location it is asked about; ``base_url`` and tokens are then ignored.
+    location it is asked about; ``base_url`` and tokens are then ignored. With
+    ``update_labels`` a definition whose key and objects match a row but whose labels differ
+    gets the row's labels (``updated``); without it, it stays as it is (``exists``).
     """
-    kind = kind or detect_kind(config.job_files)
+    name = _kind_name(kind, config.job_files, update_labels=update_labels)
     if sandbox is not None:
         # The embedded sandbox starts empty and is gone when the run ends: its report may be
         # replaced by the next sandbox run (and a resume starts over), and is never rolled
         # back. For resumable practice runs, start `ghl-migrate sandbox` and use --base-url.
         config = replace(config, ephemeral=True)
         async with Sandbox(sandbox) as fake:
-            chosen = job_kind(kind, api=api, base_url=fake.url)
+            chosen = job_kind(name, api=api, base_url=fake.url, update_labels=update_labels)
             return await run(
                 chosen, config, tokens=fake.issue_token, transport=transport, observer=observer
             )
-    chosen = job_kind(kind, api=api, base_url=base_url, report=config.report, resume=config.resume)
+    chosen = job_kind(
+        name,
+        api=api,
+        base_url=base_url,
+        report=config.report,
+        resume=config.resume,
+        update_labels=update_labels,
+    )
     lookup = tokens or load_tokens(tokens_file)
     return await run(chosen, config, tokens=lookup, transport=transport, observer=observer)
+
+
+def _kind_name(kind: str | None, job_files: Sequence[str], *, update_labels: bool) -> str:
+    """The job's kind: as given, else as its files say; ``--update-labels`` is for
+    definitions only."""
+    name = kind or detect_kind(job_files)
+    if name == RELATIONS and update_labels:
+        raise ConfigError(
+            "--update-labels changes definitions' labels; relations have none (this is a "
+            "relations job)"
+        )
+    return name
+
+
+async def plan_job(
+    config: RunConfig,
+    *,
+    api: Api | str = Api.ASSOCIATIONS,
+    base_url: str = DEFAULT_BASE_URL,
+    tokens_file: str | None = None,
+    tokens: TokenLookup | None = None,
+    update_labels: bool = False,
+    transport: Transport | None = None,
+    observer: Observer | None = None,
+) -> PlanResult:
+    """What ``run_job`` would do with the same arguments, without sending a write.
+
+    The same reads go out, paced the same way, with the same tokens; each record gets its
+    planned outcome (see ``jobs.plan``), in ``config.report`` too if given (its journal says
+    it is a plan: no run resumes it and rollback refuses it). ``drift`` lists, per location,
+    the USER_DEFINED definitions no row mentions. Close the result (or use ``with``)."""
+    name = _kind_name(None, config.job_files, update_labels=update_labels)
+    kind = job_kind(name, api=api, base_url=base_url, update_labels=update_labels, track_drift=True)
+    lookup = tokens or load_tokens(tokens_file)
+    result = await run(
+        kind,
+        replace(config, plan=True, resume=False),
+        tokens=lookup,
+        transport=transport,
+        observer=observer,
+    )
+    try:
+        drift = drift_of(getattr(kind, "drift", None) or {}, result)
+        differ = 0 if update_labels else AssociationsJob.labels_differ(result)
+    except BaseException:
+        result.close()
+        raise
+    return PlanResult(result=result, drift=drift, labels_differ=differ)
+
+
+def validate_job(job_files: Sequence[str], *, problem: Callable[[Outcome], None]) -> CheckSummary:
+    """Check job files offline (no network, no token): ``problem`` is called with each
+    record a run would report ``invalid``, in input order, and the summary counts records
+    per location and action. Raises ``ConfigError`` when a file cannot be read."""
+    kind = job_kind(detect_kind(job_files))
+    return check_job_files(kind, job_files, by="action", problem=problem)
 
 
 async def rollback_job(
@@ -87,7 +164,8 @@ async def rollback_job(
     observer: Observer | None = None,
 ) -> RunResult:
     """Carry out a rollback plan (see ``jobs.rollback.plan_rollback``): one delete per
-    ``created`` row (a definition's checked against the key it had; a relation's by id).
+    ``created`` row (a definition's checked against the key it had; a relation's by id),
+    one label restore per ``updated`` definition.
 
     The deletes go to ``api`` and ``base_url`` when given, else to the server the plan's
     journals record (``plan.server()`` says which, and why). ``config.job_files`` should name

@@ -11,15 +11,30 @@ object schemas) once, then decides each record by looking rather than by status 
   settled by GET-ing the key (the service has no reliable duplicate status). A definition
   found after this job sent a create for it (a lost response, or a process killed mid-call,
   noted in the journal) is ``created``: ``exists`` means it was there before the job.
+- labels: a create whose key is there with the same objects but other labels (only the
+  labels the row gives are compared) stays ``exists``, its report row keeping the labels on
+  the server (``previous_first_label``, ``previous_second_label``) and saying what differs.
+  With ``update_labels`` the kind sends ``PUT /associations/{id}`` (official routes only)
+  and reports ``updated``; its journal intent and report row keep the previous labels, so
+  a resumed run still knows them, and rollback restores them (the ``restore`` action,
+  which only rollback makes: it puts the previous labels back if the id still has the key).
 - delete: by ``association_id`` or by ``key``; ``absent`` when already gone; SYSTEM_DEFINED
   definitions are refused without a request.
 
 With debug logging (``-v``) each of these decisions is logged; the runner binds the record's
 ``location`` and ``source`` to every line.
+
+In a plan (``RunConfig.plan``) no write is sent: a create, update or delete yields its
+``Write`` and the engine raises ``Planned`` there. The kind notes the change in the
+location's state as if it had been made (so later records see the key, the label pair, or
+the deletion, as a run would), and reports ``create``, ``update`` (with the labels it would
+change) or ``delete``. With ``track_drift``, the kind also keeps each location's
+USER_DEFINED keys as read, for the plan's list of definitions no job row mentions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
@@ -33,31 +48,39 @@ from engine import (
     FAILED,
     INVALID,
     RETRYABLE_STATUSES,
+    ConfigError,
     Exchange,
     HTTPStatusError,
     JobFileError,
     LocationError,
     MissingToken,
     Outcome,
+    Planned,
     RateHint,
     Record,
     RecordError,
     Request,
     RequestError,
     Response,
+    RunResult,
     Send,
     Steps,
     Write,
 )
 
-from .fields import check_id, check_kind, text
-from .fields import location_id as check_location_id
+from .fields import check_kind
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
 from .routes import Api, Routes, association_from, associations_from
 
 __all__ = ["COLUMNS", "AssociationsJob", "LocationState"]
 
 CREATED, EXISTS, CONFLICT, DELETED, ABSENT = "created", "exists", "conflict", "deleted", "absent"
+UPDATED, RESTORED = "updated", "restored"
+#: the outcomes of a plan's pending changes (each write's ``Write.plan``)
+CREATE, UPDATE, DELETE = "create", "update", "delete"
+#: the action rollback gives a record that puts an updated definition's labels back
+RESTORE = "restore"
+PREVIOUS_FIRST, PREVIOUS_SECOND = "previous_first_label", "previous_second_label"
 
 COLUMNS = (
     "source",
@@ -66,6 +89,8 @@ COLUMNS = (
     "key",
     "outcome",
     "association_id",
+    "previous_first_label",
+    "previous_second_label",
     "http_status",
     "attempts",
     "error",
@@ -89,6 +114,12 @@ _ALIASES = {
     "id": "association_id",
     "kind": "kind",
 }
+_ID_TEXT = re.compile(r"^[^\s/?#]+$")
+# Ids and keys go into URL paths, where "." and ".." are not names but steps.
+_DOT_SEGMENTS = frozenset({".", ".."})
+# 123, 0042, -5, 1.2E+19 (a spreadsheet's rendering of a long digit string)
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_LOCATION_ID_LOOKS = "location ids look like ve9EPM428h8vShlRW1KT, letters and digits"
 _OBJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 _LOOK_STATUSES = frozenset({400, 409, 422})
 
@@ -114,15 +145,15 @@ class LocationState:
     by_pair: dict[Pair, str] = field(default_factory=dict)
 
     def remember(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """Keep what the job consults later about a definition (read or created)."""
+        """Keep what the job consults later about a definition (read, created or updated)."""
         kept = _known(item)
         if (before := self.by_key.get(kept["key"])) is not None:
             self._unpair(before)
         self.by_key[kept["key"]] = kept
         if "id" in kept:
             self.by_id[str(kept["id"])] = kept
-        if "pair" in kept:
-            self.by_pair[kept["pair"]] = kept["key"]
+        if (pair := _pair_of(kept)) is not None:
+            self.by_pair[pair] = kept["key"]
         return kept
 
     def forget(self, item: Mapping[str, Any]) -> None:
@@ -140,13 +171,42 @@ class LocationState:
         """The create was answered: the pair stays taken only once the definition is known."""
         if pair is None or self.by_pair.get(pair) != key:
             return
-        if self.by_key.get(key, {}).get("pair") != pair:
+        if _pair_of(self.by_key.get(key, {})) != pair:
             del self.by_pair[pair]
 
     def _unpair(self, item: Mapping[str, Any]) -> None:
-        pair = item.get("pair")
+        pair = _pair_of(item)
         if pair is not None and self.by_pair.get(pair) == item.get("key"):
             del self.by_pair[pair]
+
+
+_REQUIRED = {
+    "key": "a name for the definition, such as property_owner",
+    "first_object_key": "contact, opportunity, business or custom_objects.<name>",
+    "second_object_key": "contact, opportunity, business or custom_objects.<name>",
+}
+
+
+def _object_key_problem(value: str) -> str:
+    """What is wrong with an object key, and the key it was probably meant to be."""
+    guess = re.sub(r"[\s-]+", "_", value.strip().lower())
+    hint = f": write {guess}" if _OBJECT_KEY.match(guess) else ""
+    return f"must be an object key such as contact or custom_objects.property, not {value!r}{hint}"
+
+
+def _text(values: Mapping[str, Any], name: str) -> str:
+    """A field as text. JSON numbers are refused: no id or key is one (a number loses its
+    leading zeros), and a location id that became a number is a spreadsheet's doing."""
+    value = values.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        kind = {bool: "true or false", list: "a list", dict: "an object"}.get(
+            type(value), "a number"
+        )
+        example = f" ({_LOCATION_ID_LOOKS})" if name == "location_id" else ""
+        raise RecordError(f"must be text{example}, not {kind}", field=name)
+    return value.strip()
 
 
 class AssociationsJob:
@@ -154,15 +214,24 @@ class AssociationsJob:
 
     name: str = "associations"
     columns: tuple[str, ...] = COLUMNS
-    ok_statuses: frozenset[str] = frozenset({CREATED, EXISTS, DELETED, ABSENT})
+    ok_statuses: frozenset[str] = frozenset({CREATED, EXISTS, UPDATED, RESTORED, DELETED, ABSENT})
     final_statuses: frozenset[str] = frozenset(
-        {CREATED, EXISTS, CONFLICT, DELETED, ABSENT, INVALID}
+        {CREATED, EXISTS, UPDATED, RESTORED, CONFLICT, DELETED, ABSENT, INVALID}
     )
+    #: the outcomes a plan gives the changes a run would make
+    plan_statuses: frozenset[str] = frozenset({CREATE, UPDATE, DELETE})
     same_record: str = "same location, action and key"
     #: a create or delete is one request; the location's reads are shared by its records
     requests_per_record: float = 1.0
 
-    def __init__(self, *, api: Api | str = Api.ASSOCIATIONS, base_url: str = DEFAULT_BASE_URL):
+    def __init__(
+        self,
+        *,
+        api: Api | str = Api.ASSOCIATIONS,
+        base_url: str = DEFAULT_BASE_URL,
+        update_labels: bool = False,
+        track_drift: bool = False,
+    ):
         self.api = Api(api)
         self.base_url = check_base_url(base_url)
         self.routes = Routes(api=self.api, base_url=self.base_url)
@@ -170,6 +239,14 @@ class AssociationsJob:
         # so the check is made once rather than per record.
         self._log = structlog.get_logger("jobs").bind()
         self._verbose = self._log.is_enabled_for(logging.DEBUG)
+        if update_labels and not self.routes.official:
+            raise ConfigError(
+                "--update-labels needs --api associations: the integration guide's routes "
+                "have no way to change a definition's labels"
+            )
+        self.update_labels = update_labels
+        #: with ``track_drift``: location -> {key: id} of its USER_DEFINED definitions, as read
+        self.drift: dict[str, dict[str, str]] | None = {} if track_drift else None
 
     # -- reading job files ----------------------------------------------------------------
 
@@ -214,27 +291,43 @@ class AssociationsJob:
         if "__bad__" in values:
             raise RecordError("each template association must be an object")
         check_kind(values, self.name)
-        fields = {name: text(values, name) for name in _FIELDS}
-        location_id = check_location_id(fields["location_id"])
+        fields = {name: _text(values, name) for name in _FIELDS}
+        location_id = fields["location_id"]
+        if not location_id:
+            raise RecordError(
+                "is required: the sub-account's id, such as ve9EPM428h8vShlRW1KT",
+                field="location_id",
+            )
+        if not _ID_TEXT.match(location_id):
+            raise RecordError("must not contain spaces, '/', '?' or '#'", field="location_id")
+        if _NUMBER.match(location_id):
+            raise RecordError(
+                f"{location_id!r} is a number, not a location id: {_LOCATION_ID_LOOKS}",
+                field="location_id",
+            )
+        if location_id in _DOT_SEGMENTS:
+            raise RecordError(
+                f"must not be {location_id!r}: {_LOCATION_ID_LOOKS}", field="location_id"
+            )
         action = fields["action"].lower() or "create"
         fields["action"] = action
         if action == "create":
             for name in ("key", "first_object_key", "second_object_key"):
                 if not fields[name]:
-                    raise RecordError("is required for create", field=name)
+                    raise RecordError(f"is required for create: {_REQUIRED[name]}", field=name)
             for name in ("first_object_key", "second_object_key"):
                 if not _OBJECT_KEY.match(fields[name]):
-                    raise RecordError(
-                        "must be an object key such as contact or custom_objects.property",
-                        field=name,
-                    )
+                    raise RecordError(_object_key_problem(fields[name]), field=name)
         elif action == "delete":
             if not fields["key"] and not fields["association_id"]:
                 raise RecordError("delete needs key or association_id", field="key")
         else:
             raise RecordError(f"must be create or delete, not {action!r}", field="action")
         for name in ("key", "association_id"):
-            check_id(fields[name], name)
+            if fields[name] and not _ID_TEXT.match(fields[name]):
+                raise RecordError("must not contain spaces, '/', '?' or '#'", field=name)
+            if fields[name] in _DOT_SEGMENTS:
+                raise RecordError(f"must not be {fields[name]!r}", field=name)
         # Interned: locations, object keys, labels and keys repeat over thousands of rows
         # (a template fans each definition out to every location); one copy each is kept.
         return Record(
@@ -261,6 +354,11 @@ class AssociationsJob:
 
     def report_fields(self, record: Record) -> Mapping[str, str]:
         return {"action": record.get("action") or "create", "key": record.get("key")}
+
+    @staticmethod
+    def labels_differ(result: RunResult) -> int:
+        """How many records of a run are ``exists`` with other labels than their row asks."""
+        return result.count_with(EXISTS, PREVIOUS_FIRST)
 
     def read_rate(self, response: Response) -> RateHint:
         return read_rate(response)
@@ -302,6 +400,11 @@ class AssociationsJob:
             fresh = [a for a in page if a["key"] not in state.by_key]
             for item in fresh:
                 state.remember(item)
+            if self.drift is not None:
+                mine = self.drift.setdefault(location, {})
+                for item in fresh:
+                    if item.get("associationType", "USER_DEFINED") == "USER_DEFINED":
+                        mine[str(item["key"])] = str(item.get("id", ""))
             # Page until empty: the service may return fewer than asked while more remain.
             # A page with nothing new means the server ignores skip: stop rather than loop.
             if not self.routes.official or not page or not fresh:
@@ -314,12 +417,19 @@ class AssociationsJob:
                 return state
             skip += len(page)
 
-    def process(self, record: Record, state: LocationState, *, noted: bool) -> Steps[Outcome]:
-        if record.get("action") == "delete":
-            return (yield from self._delete(record, state, noted))
+    def process(
+        self, record: Record, state: LocationState, *, noted: Mapping[str, Any]
+    ) -> Steps[Outcome]:
+        action = record.get("action")
+        if action == "delete":
+            return (yield from self._delete(record, state, bool(noted)))
+        if action == RESTORE:
+            return (yield from self._restore(record, state, noted))
         return (yield from self._create(record, state, noted))
 
-    def _create(self, record: Record, state: LocationState, noted: bool) -> Steps[Outcome]:
+    def _create(
+        self, record: Record, state: LocationState, noted: Mapping[str, Any]
+    ) -> Steps[Outcome]:
         key = record.get("key")
         first, second = record.get("first_object_key"), record.get("second_object_key")
         missing = [k for k in (first, second) if k not in state.objects]
@@ -332,7 +442,7 @@ class AssociationsJob:
             )
         found = state.by_key.get(key)
         if found is not None:
-            return self._settle(record, found, wrote=noted, attempts=0)
+            return (yield from self._existing(record, found, state, noted))
         first_label = record.get("first_object_label") or state.objects[first]
         second_label = record.get("second_object_label") or state.objects[second]
         if first == second and first_label == second_label and self.routes.official:
@@ -370,16 +480,19 @@ class AssociationsJob:
             if record.get("second_object_label"):
                 body["secondObjectLabel"] = second_label
             body["description"] = record.get("description")
-        write = Write(plan="create", intent={"action": "create", "key": key})
+        write = Write(plan=CREATE, intent={"action": "create", "key": key})
         state.claim(pair, key)
         try:
             answer = yield Send(self.routes.create(record.location_id, body), write)
+        except Planned:
+            state.remember(body)  # later records of the plan see it, as in a run
+            raise
         except RequestError as exc:
             return _failure(exc, "create").outcome(record)
         finally:
             state.release(pair, key)  # remembered below with the pair, if it was created
         response = answer.response
-        wrote = answer.ambiguous or noted
+        wrote = answer.ambiguous or bool(noted)
         if response.status in (200, 201):
             created = association_from(json_body(response)) or {}
             state.remember({**body, **created})
@@ -458,6 +571,167 @@ class AssociationsJob:
             fields={"association_id": association_id},
         )
 
+    def _existing(
+        self,
+        record: Record,
+        found: Mapping[str, Any],
+        state: LocationState,
+        noted: Mapping[str, Any],
+    ) -> Steps[Outcome]:
+        """The record's key is there: ``exists`` (or ``created`` by this run), a conflict,
+        or a definition whose labels differ from those the row gives."""
+        updating = noted.get("action") == "update"  # an earlier process sent the update
+        settled = self._settle(record, found, wrote=bool(noted) and not updating, attempts=0)
+        current = found.get("labels")
+        if settled.status == CONFLICT or current is None:
+            return settled
+        wanted = (
+            record.get("first_object_label") or current[0],
+            record.get("second_object_label") or current[1],
+        )
+        previous = (
+            (str(noted.get(PREVIOUS_FIRST, "")), str(noted.get(PREVIOUS_SECOND, "")))
+            if updating
+            else current
+        )
+        association_id = str(found.get("id", ""))
+        fields = {
+            "association_id": association_id,
+            PREVIOUS_FIRST: previous[0],
+            PREVIOUS_SECOND: previous[1],
+        }
+        if wanted == tuple(current):
+            if updating:  # applied, and its answer never reported: still this run's update
+                return Outcome(record=record, status=UPDATED, fields=fields)
+            return settled
+        if not self.update_labels:
+            return dataclasses.replace(
+                settled,
+                fields=fields,
+                error=f"labels differ: the server has {current[0]!r} ↔ {current[1]!r}, the row "
+                f"asks for {wanted[0]!r} ↔ {wanted[1]!r}; left as they are (--update-labels "
+                "changes them)",
+            )
+        intent = {"action": "update", "key": record.get("key"), **fields}
+        return (
+            yield from self._relabel(
+                record, found, state, wanted, intent=intent, fields=fields, done=UPDATED
+            )
+        )
+
+    def _restore(
+        self, record: Record, state: LocationState, noted: Mapping[str, Any]
+    ) -> Steps[Outcome]:
+        """Rollback of an update: put back the labels the definition had before it, if the
+        id still has the key."""
+        key, association_id = record.get("key"), record.get("association_id")
+        wanted = (record.get("first_object_label"), record.get("second_object_label"))
+        fields = {"association_id": association_id}
+        found = state.by_id.get(association_id)
+        if found is None:
+            return Outcome(
+                record=record,
+                status=ABSENT,
+                fields=fields,
+                error="the definition is gone: no labels to restore",
+            )
+        if found.get("key") != key:
+            return Outcome(
+                record=record,
+                status=CONFLICT,
+                fields=fields,
+                error=f"id {association_id} now has key {found.get('key')!r}, not {key!r}; "
+                "labels not restored",
+            )
+        current = found.get("labels") or ("", "")
+        fields |= {PREVIOUS_FIRST: current[0], PREVIOUS_SECOND: current[1]}
+        if tuple(current) == wanted:  # as before already (an earlier, interrupted rollback)
+            return Outcome(record=record, status=RESTORED, fields=fields)
+        intent = {"action": RESTORE, "key": key, **fields}
+        return (
+            yield from self._relabel(
+                record, found, state, wanted, intent=intent, fields=fields, done=RESTORED
+            )
+        )
+
+    def _relabel(
+        self,
+        record: Record,
+        found: Mapping[str, Any],
+        state: LocationState,
+        labels: tuple[str, str],
+        *,
+        intent: Mapping[str, str],
+        fields: Mapping[str, str],
+        done: str,
+    ) -> Steps[Outcome]:
+        """Send ``PUT /associations/{id}`` with ``labels``, after the checks the service
+        would make; ``done`` is the outcome when it is applied."""
+        key = str(found.get("key", ""))
+        first, second = str(found.get("firstObjectKey")), str(found.get("secondObjectKey"))
+        refused = ""
+        if found.get("associationType") == "SYSTEM_DEFINED":
+            refused = f"{key} is SYSTEM_DEFINED: HighLevel does not allow changing its labels"
+        elif first == second and labels[0] == labels[1]:
+            refused = (
+                f"both labels would be {labels[0]!r} (the service refuses that): give "
+                "first_object_label and second_object_label"
+            )
+        pair = _pair(first, labels[0], second, labels[1])
+        holder = state.by_pair.get(pair)
+        if not refused and holder is not None and holder != key:
+            refused = (
+                f"labels {labels[0]!r} ↔ {labels[1]!r} for {first} ↔ {second} are already used "
+                f"by {holder} (the service refuses a duplicate pair of labels): choose other labels"
+            )
+        if refused:
+            return Outcome(record=record, status=FAILED, fields=fields, error=refused)
+        association_id = str(found.get("id", ""))
+        updated = {
+            **{name: found[name] for name in _KEPT if name in found},
+            "firstObjectLabel": labels[0],
+            "secondObjectLabel": labels[1],
+        }
+        write = Write(plan=UPDATE, intent=intent)
+        request = self.routes.update(record.location_id, association_id, labels)
+        state.claim(pair, key)
+        try:
+            answer = yield Send(request, write)
+        except Planned:
+            state.remember(updated)  # later records of the plan see the new labels
+            old = found.get("labels") or ("", "")
+            return Outcome(
+                record=record,
+                status=UPDATE,
+                fields=fields,
+                error=f"labels {old[0]!r} ↔ {old[1]!r} → {labels[0]!r} ↔ {labels[1]!r}",
+            )
+        except RequestError as exc:
+            failed = _failure(exc, "updating labels").outcome(record)
+            return dataclasses.replace(failed, fields=fields)
+        finally:
+            state.release(pair, key)
+        response = answer.response
+        if response.status in (200, 201):
+            state.remember(updated)
+            if self._verbose:
+                self._log.debug(f"{done}: labels now {labels[0]!r} ↔ {labels[1]!r}", key=key)
+            return Outcome(
+                record=record,
+                status=done,
+                http_status=response.status,
+                attempts=answer.attempts,
+                fields=fields,
+            )
+        return Outcome(
+            record=record,
+            status=FAILED,
+            http_status=response.status,
+            attempts=answer.attempts,
+            fields=fields,
+            error=f"updating labels: {error_text(response)}",
+        )
+
     @staticmethod
     def _target(record: Record, state: LocationState) -> dict[str, Any] | Outcome | None:
         """The definition a delete aims at, None when it is gone, or a conflict when the
@@ -497,13 +771,16 @@ class AssociationsJob:
                 fields={"association_id": association_id},
                 error=f"{found.get('key')} is SYSTEM_DEFINED: HighLevel does not allow deleting it",
             )
-        write = Write(plan="delete", intent={"action": "delete", "key": str(found.get("key", ""))})
+        write = Write(plan=DELETE, intent={"action": "delete", "key": str(found.get("key", ""))})
+        fields = {"association_id": association_id}
         try:
             answer = yield Send(self.routes.delete(record.location_id, association_id), write)
+        except Planned:
+            state.forget(found)
+            return Outcome(record=record, status=DELETE, fields=fields)
         except RequestError as exc:
             return _failure(exc, "delete").outcome(record)
         response = answer.response
-        fields = {"association_id": association_id}
         if response.status in (200, 204):
             state.forget(found)
             return Outcome(
@@ -536,13 +813,22 @@ class AssociationsJob:
 _KEPT = ("id", "key", "firstObjectKey", "secondObjectKey")
 
 
+def _pair_of(item: Mapping[str, Any]) -> Pair | None:
+    """A kept definition's label pair, when its labels are known."""
+    labels = item.get("labels")
+    if labels is None:
+        return None
+    return _pair(item["firstObjectKey"], labels[0], item["secondObjectKey"], labels[1])
+
+
 def _known(item: Mapping[str, Any]) -> dict[str, Any]:
     """What the job consults later about a definition, and nothing more: one is kept per
     definition (read or created) for the whole run.
 
     That is its id, key and object keys; ``associationType`` only when SYSTEM_DEFINED (the
-    only type a delete refuses); and its label pair, as one tuple, for the duplicate-pair
-    check. At most five entries, so each dict keeps CPython's smallest table.
+    only type a delete or an update refuses); and its labels, as one (first, second) tuple,
+    for the duplicate-pair check and label updates. At most five entries, so each dict
+    keeps CPython's smallest table.
     """
     kept = {name: item[name] for name in _KEPT if name in item}
     for name in ("key", "firstObjectKey", "secondObjectKey"):
@@ -558,7 +844,7 @@ def _known(item: Mapping[str, Any]) -> dict[str, Any]:
         and isinstance(first_label, str)
         and isinstance(second_label, str)
     ):
-        kept["pair"] = _pair(first, sys.intern(first_label), second, sys.intern(second_label))
+        kept["labels"] = (sys.intern(first_label), sys.intern(second_label))
     return kept
 
 

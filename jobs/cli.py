@@ -1,4 +1,5 @@
-"""HighLevel commands for ``ghl-migrate``: ``run``, ``rollback`` and ``sandbox``.
+"""HighLevel commands for ``ghl-migrate``: ``validate``, ``plan``, ``run``, ``rollback`` and
+``sandbox``.
 
 Each command only parses options, builds a ``RunConfig`` or ``SandboxConfig`` and calls the
 library; everything it does is callable from Python (see ``jobs.api``).
@@ -11,20 +12,24 @@ from typing import Any
 
 import click
 
-from engine import ConfigError, Observer, RunResult, parse_rate
+from engine import ConfigError, Observer, Outcome, RunResult, parse_rate
 from engine.cli import (
     execute,
+    junit_option,
     log_options,
     rate_options,
     report_options,
     retry_options,
     run_config,
+    start_run,
 )
 
-from .api import rollback_job, run_job
+from .api import plan_job, rollback_job, run_job, validate_job
 from .associations import AssociationsJob
+from .console import render_plan, render_validation
 from .highlevel import DEFAULT_BASE_URL
 from .kinds import RELATIONS
+from .plan import PlanResult
 from .rollback import RollbackPlan, plan_rollback
 from .routes import Api
 from .sandbox import SandboxConfig, ServeError, serve
@@ -94,6 +99,26 @@ def _tokens_option(f: Any) -> Any:
     )(f)
 
 
+def _update_labels_option(f: Any) -> Any:
+    return click.option(
+        "--update-labels",
+        is_flag=True,
+        help="When a definition's key and objects match a row but its labels differ, give it "
+        "the row's labels (PUT; official routes only). Without it such a row stays 'exists' "
+        "and the summary counts it. Rollback puts the previous labels back.",
+    )(f)
+
+
+def _labels_note(result: RunResult) -> list[str]:
+    differ = AssociationsJob.labels_differ(result)
+    if not differ:
+        return []
+    return [
+        f"{differ} definition(s) exist with other labels than the job gives; they were left "
+        "as they are (the report's error column says which): --update-labels changes them"
+    ]
+
+
 @click.command("run")
 @click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_tokens_option
@@ -104,7 +129,9 @@ def _tokens_option(f: Any) -> Any:
     "the job's locations); no account needed.",
 )
 @_api_option
+@_update_labels_option
 @report_options
+@junit_option
 @rate_options
 @retry_options
 @log_options
@@ -114,6 +141,7 @@ def run_command(
     sandbox: bool,
     api: str,
     base_url: str,
+    update_labels: bool,
     **options: Any,
 ) -> None:
     """Create or delete association definitions, or relations between records, listed in
@@ -135,10 +163,101 @@ def run_command(
             base_url=base_url,
             tokens_file=tokens,
             sandbox=SandboxConfig() if sandbox else None,
+            update_labels=update_labels,
             observer=observer,
         )
 
-    execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)
+    execute(
+        start,
+        ok_statuses=AssociationsJob.ok_statuses,
+        options=options,
+        notes=None if update_labels else _labels_note,
+    )
+
+
+@click.command("validate")
+@click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate_command(job_files: tuple[str, ...]) -> None:
+    """Check JOB_FILES offline (no network, no token): every problem, then the records
+    per location and action.
+
+    Each problem names the file, line (or JSON item) and field, and what to write instead.
+    Exit code 0 when every record is valid, 1 when some are not, 2 when a file cannot be
+    read at all.
+
+    \b
+    ghl-migrate validate samples/associations.csv
+    """
+
+    def problem(outcome: Outcome) -> None:
+        click.echo(f"{outcome.record.source}: {outcome.error}")
+
+    try:
+        summary = validate_job(job_files, problem=problem)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    render_validation(summary)
+    sys.exit(1 if summary.invalid else 0)
+
+
+@click.command("plan")
+@click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_tokens_option
+@_api_option
+@_update_labels_option
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False),
+    help="Per-record report of the planned outcomes (.csv or .jsonl), with the same columns "
+    "as run's. A plan's report is replaced by the next plan, never resumed or rolled back.",
+)
+@junit_option
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors "
+    "(as terraform plan -detailed-exitcode), for CI gates.",
+)
+@rate_options
+@retry_options
+@log_options
+def plan_command(
+    job_files: tuple[str, ...],
+    tokens: str | None,
+    api: str,
+    base_url: str,
+    update_labels: bool,
+    detailed_exitcode: bool,
+    **options: Any,
+) -> None:
+    """Show what run would do with JOB_FILES, per location, sending no write.
+
+    It makes the same reads as run (object schemas and definitions, paced the same way)
+    and gives each record its planned outcome: create, update, delete (changes), exists,
+    absent (nothing to do), conflict or blocked (with the reason). It also lists drift:
+    USER_DEFINED definitions on the server that no job row mentions (never deleted).
+
+    \b
+    ghl-migrate plan jobs.csv --tokens tokens.csv
+    ghl-migrate plan jobs.csv --tokens tokens.csv --report plan.csv --detailed-exitcode
+    """
+    config = run_config(job_files, {**options, "resume": False})
+
+    async def start(observer: Observer | None) -> PlanResult:
+        return await plan_job(
+            config,
+            api=Api(api),
+            base_url=base_url,
+            tokens_file=tokens,
+            update_labels=update_labels,
+            observer=observer,
+        )
+
+    ok = AssociationsJob.ok_statuses | AssociationsJob.plan_statuses
+    with start_run(start, ok_statuses=ok, options=options) as plan:
+        render_plan(plan)
+        code = plan.exit_code(detailed=detailed_exitcode)
+    sys.exit(code)
 
 
 def _latency(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float]:
@@ -328,6 +447,7 @@ def sandbox_command(
 @_tokens_option
 @_rollback_api_option
 @report_options
+@junit_option
 @rate_options
 @retry_options
 @log_options
@@ -340,13 +460,14 @@ def rollback_command(
     base_url: str | None,
     **options: Any,
 ) -> None:
-    """Delete exactly the definitions (or relations) that REPORTS list as created.
+    """Delete exactly the definitions or relations that REPORTS list as created, and put
+    back the labels of the definitions they list as updated.
 
     Deleting a definition also deletes every record-level relation that uses it. Only rows
-    whose outcome is 'created' are undone, a definition after checking that its id still has
-    the same key, a relation by its id; 'exists' and everything else is never touched. The
-    deletes go to the server the run used, as its journal records it, unless --base-url or
-    --api say otherwise.
+    whose outcome is 'created' (deleted) or 'updated' (previous labels restored) are undone,
+    a definition after checking that its id still has the same key, a relation by its id;
+    'exists' and everything else is never touched. The changes go to the server the run
+    used, as its journal records it, unless --base-url or --api say otherwise.
 
     \b
     ghl-migrate rollback out.csv --dry-run
@@ -385,35 +506,42 @@ def _rollback(
         )
         return
     counts = plan.by_location
-    click.echo(
-        f"rollback would delete {len(plan.records)} {noun}(s) in {len(counts)} location(s):",
-        err=True,
-    )
+    deletes = len(plan.records) - plan.restores
+    changes = [f"delete {deletes} {noun}(s)"] if deletes else []
+    if plan.restores:
+        changes.append(
+            f"restore the labels of {plan.restores}" + ("" if deletes else f" {noun}(s)")
+        )
+    what = " and ".join(changes)
+    click.echo(f"rollback would {what} in {len(counts)} location(s):", err=True)
     for location, count in sorted(counts.items()):
         click.echo(f"  {location}: {count}", err=True)
     if dry_run:
         for record in plan.records:
             if plan.kind == RELATIONS:
-                what = (
+                shown = (
                     f"{record.get('association_key') or record.get('association_id')}\t"
                     f"{record.get('first_record_id')}\t{record.get('second_record_id')}\t"
                     f"{record.get('relation_id')}"
                 )
             else:
-                what = f"{record.get('key')}\t{record.get('association_id')}"
-            click.echo(f"{record.location_id}\t{what}\t{record.source}")
+                shown = (
+                    f"{record.get('action')}\t{record.get('key')}\t{record.get('association_id')}"
+                )
+            click.echo(f"{record.location_id}\t{shown}\t{record.source}")
         return
     if not yes:
         if not sys.stdin.isatty():
             raise click.UsageError(
-                f"refusing to delete {len(plan.records)} {noun}(s) without --yes: this is "
-                "not an interactive terminal (use --dry-run to review first)"
+                f"refusing to {what} without --yes: this is not an interactive terminal "
+                "(use --dry-run to review first)"
             )
-        question = (
-            "Delete them?"
-            if plan.kind == RELATIONS
-            else "Delete them, with every relation that uses them?"
-        )
+        if plan.kind == RELATIONS:
+            question = "Delete them?"
+        elif deletes:
+            question = "Delete them, with every relation that uses them?"
+        else:
+            question = "Restore them?"
         click.confirm(question, abort=True, err=True)
     config = run_config(reports, options)
 
@@ -430,4 +558,4 @@ def _rollback(
     execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)
 
 
-COMMANDS = [run_command, rollback_command, sandbox_command]
+COMMANDS = [validate_command, plan_command, run_command, rollback_command, sandbox_command]

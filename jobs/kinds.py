@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from engine import ConfigError, JobKind, journal_meta, journal_path
+from engine import ConfigError, journal_meta, journal_path
 from engine.source import InputFormat, decode_text, detect_format
 
 from .associations import AssociationsJob
@@ -116,12 +116,16 @@ def job_kind(
     base_url: str = DEFAULT_BASE_URL,
     report: str | None = None,
     resume: bool = False,
-) -> JobKind:
+    update_labels: bool = False,
+    track_drift: bool = False,
+) -> AssociationsJob | RelationsJob:
     """The job kind named ``kind`` for a route set and base URL (``ConfigError`` when the
     kind has no such routes: relations exist on the official routes only).
 
     A relations job resuming ``report`` keeps the moment its first run began, as the
-    report's journal records it (see ``RelationsJob.since``)."""
+    report's journal records it (see ``RelationsJob.since``). ``update_labels`` and
+    ``track_drift`` are the associations kind's (relations have no labels, and no route
+    lists a location's relations, so there is no drift to show)."""
     if kind == RELATIONS:
         since = None
         if resume and report is not None:
@@ -131,5 +135,7 @@ def job_kind(
                 since = float(recorded)
         return RelationsJob(api=api, base_url=base_url, since=since)
     if kind == ASSOCIATIONS:
-        return AssociationsJob(api=api, base_url=base_url)
+        return AssociationsJob(
+            api=api, base_url=base_url, update_labels=update_labels, track_drift=track_drift
+        )
     raise ConfigError(f"unknown job kind {kind!r}: expected one of {', '.join(KINDS)}")

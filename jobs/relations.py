@@ -118,6 +118,9 @@ class RelationsJob:
     columns: tuple[str, ...] = COLUMNS
     ok_statuses: frozenset[str] = frozenset({CREATED, EXISTS, DELETED, ABSENT})
     final_statuses: frozenset[str] = frozenset({CREATED, EXISTS, DELETED, ABSENT, INVALID})
+    #: what a plan reports for a pending write (``Write.plan``): a create is never read
+    #: first, so a plan says ``create`` even for a relation that turns out to exist
+    plan_statuses: frozenset[str] = frozenset({"create", "delete"})
     same_record: str = "same location, action, association and records, or relation id"
     #: a create or a delete by id is one request; the definitions' pages are per location
     requests_per_record: float = 1.0
@@ -273,16 +276,19 @@ class RelationsJob:
                 return state
             skip += len(page)
 
-    def process(self, record: Record, state: Definitions, *, noted: bool) -> Steps[Outcome]:
+    def process(
+        self, record: Record, state: Definitions, *, noted: Mapping[str, Any]
+    ) -> Steps[Outcome]:
+        wrote = bool(noted)  # an earlier process noted a write for it (the intent itself)
         if record.get("action") == "delete" and record.get("relation_id"):
             # By id the definition is not needed: if it is gone, so is the relation (404).
-            return (yield from self._delete(record, record.get("association_id"), noted))
+            return (yield from self._delete(record, record.get("association_id"), wrote))
         association_id = _resolve(record, state)
         if isinstance(association_id, Outcome):
             return association_id
         if record.get("action") == "delete":
-            return (yield from self._delete(record, association_id, noted))
-        return (yield from self._create(record, association_id, noted))
+            return (yield from self._delete(record, association_id, wrote))
+        return (yield from self._create(record, association_id, wrote))
 
     def _create(self, record: Record, association_id: str, noted: bool) -> Steps[Outcome]:
         location = record.location_id

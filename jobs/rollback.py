@@ -1,13 +1,18 @@
-"""Rollback: delete exactly the definitions or relations that earlier runs report ``created``.
+"""Rollback: delete exactly the definitions or relations that earlier runs report ``created``,
+and put back the labels of the definitions they report as ``updated``.
 
 Deleting a definition in HighLevel also deletes every record-level relation that uses it,
 so a rollback is exact and explains itself first:
 
-- only rows whose latest outcome is ``created`` are undone; ``exists`` (there before the
+- only rows whose latest outcome is ``created`` are deleted, and only rows whose latest
+  outcome is ``updated`` get their previous labels back (the report's
+  ``previous_first_label`` and ``previous_second_label``); ``exists`` (there before the
   run), ``conflict`` and everything else are never touched;
-- a definition's delete goes by id and checks first that the id still carries the same key
-  in the same location (``conflict`` otherwise); a relation's goes by its relation id (ids
-  are never reused); each with that location's own token;
+- an update noted in the journal (with the labels it replaces) that has no final row (the
+  run was killed with it in flight) is restored too: the labels come from the journal;
+- a definition's delete or restore goes by id and checks first that the id still carries
+  the same key in the same location (``conflict`` otherwise); a relation's delete goes by
+  its relation id (ids are never reused); each with that location's own token;
 - the reports' kind comes from their journals (or, without one, their columns); reports of
   different kinds are not mixed;
 - reports of interrupted and resumed runs, and the append-only reports left by a killed
@@ -15,7 +20,8 @@ so a rollback is exact and explains itself first:
   scratch SQLite file, so planning a million-row rollback holds no row in memory;
 - the deletes go to the server the runs went to, as their journals record it (``--api`` and
   base URL), unless the caller says otherwise; reports from different servers are not mixed,
-  and a report of an embedded-sandbox run is refused (that server, and all it held, is gone);
+  a report of an embedded-sandbox run is refused (that server, and all it held, is gone),
+  and so is a plan's report (``ghl-migrate plan``: it changed nothing);
 - each report is locked while it is read (and again while the rollback runs), so a rollback
   never reads a report that a run is still writing.
 """
@@ -30,6 +36,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import orjson
 
@@ -37,13 +44,20 @@ from engine import (
     ConfigError,
     FileLock,
     Record,
-    iter_intents,
     iter_report,
+    journal_intents,
     journal_meta,
     journal_path,
 )
 
-from .associations import AssociationsJob
+from .associations import (
+    CREATED,
+    PREVIOUS_FIRST,
+    PREVIOUS_SECOND,
+    RESTORE,
+    UPDATED,
+    AssociationsJob,
+)
 from .highlevel import DEFAULT_BASE_URL
 from .kinds import ASSOCIATIONS, RELATIONS
 from .relations import RelationsJob
@@ -51,7 +65,6 @@ from .routes import Api
 
 __all__ = ["PlannedDeletes", "RollbackPlan", "Server", "Unsettled", "plan_rollback"]
 
-CREATED = "created"
 _NEEDED = {
     ASSOCIATIONS: frozenset(
         {"source", "location_id", "action", "key", "outcome", "association_id"}
@@ -105,59 +118,94 @@ class _Latest:
             " loc TEXT NOT NULL, source TEXT NOT NULL, outcome TEXT NOT NULL, row BLOB NOT NULL);"
             "CREATE TABLE unsettled (n INTEGER PRIMARY KEY, report TEXT NOT NULL,"
             " ident TEXT NOT NULL UNIQUE);"
+            "CREATE TABLE restores (n INTEGER PRIMARY KEY, ident TEXT NOT NULL UNIQUE,"
+            " loc TEXT NOT NULL, source TEXT NOT NULL, row BLOB NOT NULL);"
             "BEGIN;"
         )
 
     def put(self, ident: str, row: Mapping[str, str], source: str) -> None:
+        """The record's latest row, except that a definition created by one run and
+        relabelled by a later one stays ``created``: deleting it undoes both."""
         self._db.execute(
             "INSERT INTO latest (ident, loc, source, outcome, row) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT(ident) DO UPDATE SET loc = excluded.loc, source = excluded.source,"
-            " outcome = excluded.outcome, row = excluded.row",
-            (ident, row["location_id"], source, row["outcome"], orjson.dumps(dict(row))),
-        )
+            " outcome = excluded.outcome, row = excluded.row"
+            " WHERE NOT (latest.outcome = ? AND excluded.outcome = ?)",
+            (ident, row["location_id"], source, row["outcome"], orjson.dumps(dict(row)),
+             CREATED, UPDATED),
+        )  # fmt: skip
+
+    def _settled(self, ident: str, final: frozenset[str]) -> bool:
+        found = self._db.execute("SELECT outcome FROM latest WHERE ident = ?", (ident,)).fetchone()
+        return found is not None and found[0] in final
 
     def note_unsettled(self, report: str, idents: Iterator[str], final: frozenset[str]) -> None:
         """Keep each ident whose latest row is missing or not final (once)."""
         for ident in idents:
-            found = self._db.execute(
-                "SELECT outcome FROM latest WHERE ident = ?", (ident,)
-            ).fetchone()
-            if found is None or found[0] not in final:
+            if not self._settled(ident, final):
                 self._db.execute(
                     "INSERT OR IGNORE INTO unsettled (report, ident) VALUES (?, ?)", (report, ident)
                 )
 
+    def note_restore(
+        self, ident: str, location: str, source: str, fields: Mapping[str, str],
+        final: frozenset[str],
+    ) -> None:  # fmt: skip
+        """A label update noted in a journal whose record has no final row: restore it
+        (the first noted wins; a no-op on the server if it was never applied)."""
+        if not self._settled(ident, final):
+            self._db.execute(
+                "INSERT OR IGNORE INTO restores (ident, loc, source, row) VALUES (?, ?, ?, ?)",
+                (ident, location, source, orjson.dumps(dict(fields))),
+            )
+
     def unsettled(self) -> list[tuple[str, str]]:
         return self._db.execute("SELECT report, ident FROM unsettled ORDER BY ident").fetchall()
 
-    def created(self) -> Iterator[tuple[str, dict[str, str]]]:
-        """(source, row) of every record whose last row is ``created``, in first order."""
-        last = 0
-        while True:
-            chunk = self._db.execute(
-                "SELECT n, source, row FROM latest WHERE n > ? AND outcome = ? ORDER BY n"
-                " LIMIT 1000",
-                (last, CREATED),
-            ).fetchall()
-            if not chunk:
-                return
-            for _, source, raw in chunk:
-                yield source, orjson.loads(raw)
-            last = chunk[-1][0]
+    def undone(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """(source, row) of every record whose last row is ``created`` or ``updated``, in
+        first order, then the journal's unsettled updates (their rows hold the fields)."""
+        for table, where in (("latest", "outcome IN (?, ?)"), ("restores", "? = ?")):
+            args = (CREATED, UPDATED) if table == "latest" else (1, 1)
+            last = 0
+            while True:
+                chunk = self._db.execute(
+                    f"SELECT n, source, row FROM {table} WHERE n > ? AND {where} ORDER BY n"  # noqa: S608 - fixed names
+                    " LIMIT 1000",
+                    (last, *args),
+                ).fetchall()
+                if not chunk:
+                    break
+                for _, source, raw in chunk:
+                    row = orjson.loads(raw)
+                    if table == "restores":
+                        row["outcome"] = RESTORE
+                    yield source, row
+                last = chunk[-1][0]
 
-    def count_created(self) -> int:
-        (count,) = self._db.execute(
+    def counts(self) -> tuple[int, int]:
+        """(deletes, restores) the plan holds."""
+        (deletes,) = self._db.execute(
             "SELECT COUNT(*) FROM latest WHERE outcome = ?", (CREATED,)
         ).fetchone()
-        return int(count)
+        (updated,) = self._db.execute(
+            "SELECT COUNT(*) FROM latest WHERE outcome = ?", (UPDATED,)
+        ).fetchone()
+        (noted,) = self._db.execute("SELECT COUNT(*) FROM restores").fetchone()
+        return int(deletes), int(updated) + int(noted)
 
-    def created_by_location(self) -> dict[str, int]:
-        return dict(
+    def by_location(self) -> dict[str, int]:
+        counts: dict[str, int] = dict(
             self._db.execute(
-                "SELECT loc, COUNT(*) FROM latest WHERE outcome = ? GROUP BY loc ORDER BY loc",
-                (CREATED,),
+                "SELECT loc, COUNT(*) FROM latest WHERE outcome IN (?, ?) GROUP BY loc",
+                (CREATED, UPDATED),
             ).fetchall()
         )
+        for location, count in self._db.execute(
+            "SELECT loc, COUNT(*) FROM restores GROUP BY loc"
+        ).fetchall():
+            counts[location] = counts.get(location, 0) + count
+        return dict(sorted(counts.items()))
 
     def close(self) -> None:
         self._cleanup()
@@ -177,7 +225,8 @@ class PlannedDeletes:
     def __init__(self, latest: _Latest, kind: str) -> None:
         self._latest = latest
         self._kind = kind
-        self._size = latest.count_created()
+        deletes, self.restores = latest.counts()
+        self._size = deletes + self.restores
 
     def __len__(self) -> int:
         return self._size
@@ -186,19 +235,34 @@ class PlannedDeletes:
         return self._size > 0
 
     def __iter__(self) -> Iterator[Record]:
-        for source, row in self._latest.created():
-            yield _delete_record(self._kind, source, row)
+        for source, row in self._latest.undone():
+            yield _undo_record(self._kind, source, row)
 
     def __repr__(self) -> str:
         return f"<{self._size} planned deletes>"
 
 
-def _delete_record(kind: str, source: str, row: Mapping[str, str]) -> Record:
-    """The delete that undoes a ``created`` report row."""
+def _restore_fields(item: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        "action": RESTORE,
+        "key": str(item.get("key", "")),
+        "association_id": str(item.get("association_id", "")),
+        "first_object_label": str(labels.get(PREVIOUS_FIRST, "")),
+        "second_object_label": str(labels.get(PREVIOUS_SECOND, "")),
+    }
+
+
+def _undo_record(kind: str, source: str, row: Mapping[str, str]) -> Record:
+    """The delete that undoes a ``created`` report row, or the restore of an ``updated``
+    one (or of an update the journal noted)."""
     if kind == RELATIONS:
         names = ("association_key", "association_id", "first_record_id", "second_record_id")
         fields = {"action": "delete", "relation_id": row.get("relation_id", "")}
         fields |= {name: row.get(name, "") for name in names}
+    elif row["outcome"] == UPDATED:
+        fields = _restore_fields(row, row)
+    elif row["outcome"] == RESTORE:  # from the journal: the row holds the restore already
+        fields = {k: str(v) for k, v in row.items() if k not in ("outcome", "location_id")}
     else:
         fields = {"action": "delete", "key": row["key"], "association_id": row["association_id"]}
     kept = {k: v for k, v in fields.items() if v}
@@ -245,8 +309,14 @@ class RollbackPlan:
 
     @property
     def by_location(self) -> dict[str, int]:
-        """How many definitions (or relations) each location would lose."""
-        return {} if self._latest is None else self._latest.created_by_location()
+        """How many definitions (or relations) each location would have deleted or
+        relabelled."""
+        return {} if self._latest is None else self._latest.by_location()
+
+    @property
+    def restores(self) -> int:
+        """How many definitions would get their previous labels back (the rest are deleted)."""
+        return self.records.restores
 
     def close(self) -> None:
         """Delete the plan's scratch file."""
@@ -356,6 +426,20 @@ def _kind_of_report(path: str, meta: Mapping[str, object] | None) -> str:
     return RELATIONS if first is not None and "relation_id" in first else ASSOCIATIONS
 
 
+def _note_restores(latest: _Latest, journal: str, final: frozenset[str]) -> None:
+    """Label updates the journal noted, with the labels they replace, whose records have
+    no final row: each may have been applied, so each is restored (a no-op if it was not)."""
+    name = os.path.basename(journal)
+    for item in journal_intents(journal, action="update"):
+        if not item.get("association_id"):
+            continue
+        ident = str(item["intent"])
+        location = ident.split("\x1f", 1)[0]  # AssociationsJob.row_ident
+        fields = {**_restore_fields(item, item), "location_id": location}
+        source = f"{name}: {item.get('source', '')}"
+        latest.note_restore(ident, location, source, fields, final)
+
+
 def _describe(ident: str) -> tuple[str, str]:
     """(location, what) of a record ident, for the unsettled list."""
     location, _, rest = ident.partition("\x1f")
@@ -370,6 +454,11 @@ def _recorded_server(path: str) -> tuple[str, str] | None:
     meta = journal_meta(journal_path(path))
     if meta is None:
         return None
+    if meta.get("plan") is True:
+        raise ConfigError(
+            f"report {path} is a plan's (ghl-migrate plan): it changed nothing, so there is "
+            "nothing to roll back"
+        )
     if meta.get("ephemeral") is True:
         raise ConfigError(
             f"report {path} came from an embedded-sandbox run (run --sandbox): that sandbox is "
@@ -416,7 +505,7 @@ def _plan(reports: Sequence[str], latest: _Latest) -> RollbackPlan:
                 rows += 1
                 if row.get("action", "create") == "create":
                     latest.put(job.row_ident(row), row, f"{name}#{number}")
-                else:
+                elif row.get("action") in ("delete", RESTORE):
                     deletes += 1
             if rows and deletes == rows:
                 raise ConfigError(
@@ -425,8 +514,10 @@ def _plan(reports: Sequence[str], latest: _Latest) -> RollbackPlan:
                 )
             journal = journal_path(path)
             if os.path.exists(journal):
-                intents = iter_intents(journal, action="create")
+                intents = (str(i["intent"]) for i in journal_intents(journal, action="create"))
                 latest.note_unsettled(path, intents, job.final_statuses)
+                if kind == ASSOCIATIONS:
+                    _note_restores(latest, journal, job.final_statuses)
         if server is None:
             without_journal.append(path)
         else:

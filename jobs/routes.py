@@ -91,6 +91,17 @@ class Routes:
         """Create one definition."""
         return self._request("POST", self._root, location_id, json=dict(body))
 
+    def update(self, location_id: str, association_id: str, labels: tuple[str, str]) -> Request:
+        """Change a definition's labels (official routes only: the guide has no update)."""
+        if not self.official:
+            raise ValueError("the integration guide's routes cannot update labels")
+        return self._request(
+            "PUT",
+            f"/associations/{quote(association_id, safe='')}",
+            location_id,
+            json={"firstObjectLabel": labels[0], "secondObjectLabel": labels[1]},
+        )
+
     def delete(self, location_id: str, association_id: str) -> Request:
         """Delete one definition by id (no query parameters: the service rejects them)."""
         base = "/associations" if self.official else "/objects-association"

@@ -35,7 +35,7 @@ def opened_with_earlier(
 ) -> tuple[RunJournal, set[str]]:
     """The opened journal and the idents earlier processes noted writes for."""
     journal = RunJournal(str(path), META if meta is None else meta)
-    return journal, set(journal.open(resume=resume))
+    return journal, {ident for ident, _ in journal.open(resume=resume)}
 
 
 def test_journal_sits_beside_the_report() -> None:

@@ -10,6 +10,7 @@ from engine import (
     Exchange,
     HTTPStatusError,
     LocationError,
+    Planned,
     Request,
     Response,
     RunStopped,
@@ -79,6 +80,39 @@ async def test_an_unhandled_error_propagates_and_closes_the_steps() -> None:
     with pytest.raises(RunStopped):
         await drive(ignores(), send)
     assert closed == [True]
+
+
+async def test_a_planned_write_is_raised_in_the_kind_which_may_answer_it() -> None:
+    """In a plan, Planned comes up at the kind's yield: it may note it and return its own."""
+    noted: list[str] = []
+
+    def notes_it() -> Steps[str]:
+        try:
+            yield Send(REQ, Write(plan="update", intent={"key": "k"}))
+        except Planned as planned:
+            noted.append(planned.write.plan)
+            return "would update k"
+        return "not reached"
+
+    async def send(step: Send) -> Exchange:
+        assert step.write is not None
+        raise Planned(step.write)
+
+    assert await drive(notes_it(), send) == "would update k"
+    assert noted == ["update"]
+
+
+async def test_a_planned_write_the_kind_lets_through_leaves_drive() -> None:
+    """A kind that does not catch Planned lets it out of drive, carrying the write's plan."""
+
+    async def send(step: Send) -> Exchange:
+        if step.write is None:
+            return answer(200)
+        raise Planned(step.write)
+
+    with pytest.raises(Planned) as raised:
+        await drive(two_reads(), send)
+    assert raised.value.write.plan == "create"
 
 
 async def test_a_location_is_prepared_once_for_all_its_records() -> None:

@@ -96,14 +96,16 @@ def test_carried_rows_find_their_records_or_none() -> None:
     store.close()
 
 
-def test_noted_is_true_only_for_earlier_intents() -> None:
-    """Only idents an earlier process noted are noted; with none, nothing is."""
+def test_noted_is_the_last_intent_of_an_earlier_process() -> None:
+    """Only idents an earlier process noted are noted, with their last intent's fields."""
     store = filled([rec(0), rec(1)])
-    assert store.noted("locA/k0") is False
-    store.note_intents(iter(["locA/k0"]))
+    assert store.noted("locA/k0") is None
+    store.note_intents(
+        iter([("locA/k0", {"action": "create"}), ("locA/k0", {"action": "update", "x": "1"})])
+    )
 
-    assert store.noted("locA/k0") is True
-    assert store.noted("locA/k1") is False
+    assert store.noted("locA/k0") == {"action": "update", "x": "1"}
+    assert store.noted("locA/k1") is None
     store.close()
 
 

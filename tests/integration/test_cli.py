@@ -59,8 +59,8 @@ def test_onboarding_sample_runs_against_the_sandbox(samples: Path, tmp_path: Pat
     assert len(found) == 12
     assert {r["outcome"] for r in found} == {"created"}
     assert list(found[0]) == [
-        "source", "location_id", "action", "key", "outcome",
-        "association_id", "http_status", "attempts", "error",
+        "source", "location_id", "action", "key", "outcome", "association_id",
+        "previous_first_label", "previous_second_label", "http_status", "attempts", "error",
     ]  # fmt: skip
     assert "created" in out
     assert "12" in out
@@ -89,9 +89,9 @@ def test_json_report_matches_csv_columns(samples: Path, tmp_path: Path) -> None:
     report = tmp_path / "out.jsonl"
     invoke("run", str(samples / "onboarding.json"), "--sandbox", "--report", str(report))
     first = report.read_text(encoding="utf-8").splitlines()[0]
-    assert re.findall(r'"(\w+)":', first)[:9] == [
-        "source", "location_id", "action", "key", "outcome",
-        "association_id", "http_status", "attempts", "error",
+    assert re.findall(r'"(\w+)":', first)[:11] == [
+        "source", "location_id", "action", "key", "outcome", "association_id",
+        "previous_first_label", "previous_second_label", "http_status", "attempts", "error",
     ]  # fmt: skip
 
 
@@ -140,7 +140,9 @@ def test_bad_rate_is_a_usage_error(samples: Path) -> None:
     assert "--rate" in err
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["sandbox"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["sandbox"], ["validate"], ["plan"], ["rollback"]]
+)
 def test_every_command_has_help(command: list[str]) -> None:
     """--help works for the group and every command and describes every option."""
     code, out, _ = invoke(*command, "--help")

@@ -307,3 +307,27 @@ async def test_rollback_after_the_definition_went_is_absent(tmp_path: Path) -> N
             result = await rollback_job(plan, config, base_url=sb.url, tokens=sb.issue_token)
             with result:
                 assert statuses(result) == ["absent"]
+
+
+async def test_plan_and_validate_know_a_relations_job(tmp_path: Path) -> None:
+    """plan reads the definitions and sends no write (each row: create); validate checks
+    relation rows offline."""
+    from jobs.api import plan_job, validate_job
+
+    async with Sandbox(SandboxConfig(records=5, rate_limit=0)) as sb:
+        seed(sb)
+        path = tmp_path / "j.csv"
+        path.write_text(HEADER + "L1,pet_owner,contact-1,pet-1\nL1,nope,contact-2,pet-2\n")
+        config = RunConfig(job_files=(str(path),))
+        with await plan_job(config, base_url=sb.url, tokens=sb.issue_token) as plan:
+            outcomes = list(plan.result.outcomes)
+            assert [o.status for o in outcomes] == ["create", "blocked"]
+            assert "'nope' does not exist" in outcomes[1].error
+            assert plan.summary.pending == 1
+            assert plan.drift == {}
+        assert sb.relations("L1") == []
+        assert not any(e.method == "POST" for e in sb.log)
+    path.write_text(HEADER + "L1,pet_owner,contact-1,\n", encoding="utf-8")
+    problems: list[str] = []
+    validate_job((str(path),), problem=lambda o: problems.append(o.error))
+    assert problems == ["second_record_id: is required for create"]

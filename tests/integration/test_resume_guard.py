@@ -10,7 +10,7 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from engine import ConfigError, RunConfig, read_report
+from engine import ConfigError, Outcome, RunConfig, read_report
 from engine.cli import main
 from jobs.api import rollback_job, run_job
 from jobs.rollback import plan_rollback
@@ -215,3 +215,44 @@ async def test_library_sandbox_runs_replace_only_sandbox_reports(
     with pytest.raises(ConfigError, match="throwaway server"):
         await run_job(config, base_url="https://example.com", tokens=lambda loc: "t")
     assert len(read_report(report)) == 12  # the refusal left it alone
+
+
+async def test_a_report_with_the_previous_releases_columns_resumes_and_is_upgraded(
+    sandbox: Sandbox, write_job: Callable[[str, str], str], tmp_path: Path
+) -> None:
+    """A CSV report without the label columns is rewritten with them before rows are
+    appended, so every row the resumed run writes is read back (and rolled back)."""
+    job = write_job("jobs.csv", HEADER + "".join(ROWS))
+    report = tmp_path / "out.csv"
+    with await run_against(sandbox, job, report=str(report)) as first:
+        assert statuses(first) == ["created"] * 3
+    old = ["source", "location_id", "action", "key", "outcome", "association_id",
+           "http_status", "attempts", "error"]  # fmt: skip
+    rows = read_report(str(report))
+    rows[2] |= {"outcome": "not_run", "association_id": "", "http_status": ""}
+    lines = [",".join(old)] + [",".join(r[c] for c in old) for r in rows]
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")  # as the last release left it
+    seen: list[list[str]] = []
+
+    class ReadsTheReport:  # what a rollback would read if the run were killed right now
+        def started(self, total: int, done: int) -> None:
+            pass
+
+        def finished(self, outcome: Outcome) -> None:
+            seen.append([r["outcome"] for r in read_report(str(report))])
+
+    again = await run_job(
+        RunConfig(job_files=(job,), report=str(report), resume=True),
+        base_url=sandbox.url,
+        tokens=sandbox.issue_token,
+        observer=ReadsTheReport(),
+    )
+    with again:
+        assert statuses(again) == ["created", "created", "created"]
+    assert seen == [["created", "created", "not_run", "created"]]  # the appended row is read
+    assert report.read_text(encoding="utf-8").splitlines()[0].split(",")[6:8] == [
+        "previous_first_label",
+        "previous_second_label",
+    ]
+    assert [r["outcome"] for r in read_report(str(report))] == ["created"] * 3
+    assert len(plan_rollback([str(report)]).records) == 3

@@ -101,7 +101,7 @@ def test_a_created_answer_is_created_bare_or_wrapped() -> None:
     """201 bare or 200 {"relation": ...}: created with its id, one request, no read."""
     record = parse(**CREATE)
     for status, body in ((201, {"id": "R1"}), (200, {"relation": {"id": "R1"}})):
-        outcome, sent = play(JOB.process(record, STATE, noted=False), reply(status, body))
+        outcome, sent = play(JOB.process(record, STATE, noted={}), reply(status, body))
         assert (outcome.status, outcome.fields["relation_id"]) == ("created", "R1")
         assert [s.request.method for s in sent] == ["POST"]
         assert sent[0].write is not None
@@ -116,10 +116,11 @@ def test_a_created_answer_is_created_bare_or_wrapped() -> None:
 def test_a_refused_create_is_settled_by_reading_back(
     ambiguous: bool, noted: bool, expected: str
 ) -> None:
+    intent = {"action": "create"} if noted else {}
     """A 400 found on reading back is exists, or created when this job may have made it."""
     record = parse(**CREATE)
     refused = reply(400, {"message": "anything at all"}, ambiguous=ambiguous)
-    outcome, sent = play(JOB.process(record, STATE, noted=noted), refused, reply(200, FOUND))
+    outcome, sent = play(JOB.process(record, STATE, noted=intent), refused, reply(200, FOUND))
     assert (outcome.status, outcome.fields["relation_id"]) == (expected, "R9")
     read = sent[1].request
     assert (read.method, read.url.rsplit("/", 1)[1]) == ("GET", "c1")
@@ -132,7 +133,7 @@ def test_a_refused_create_not_found_fails_with_the_servers_words() -> None:
     other = {"relations": [{"id": "R2", "associationId": "A1", "firstRecordId": "c1",
                             "secondRecordId": "p2"}]}  # fmt: skip
     outcome, sent = play(
-        JOB.process(record, STATE, noted=True),
+        JOB.process(record, STATE, noted={"action": "create"}),
         reply(422, {"message": "Record with id p1 not found"}),
         reply(200, other),
         reply(200, {"relations": []}),
@@ -144,9 +145,7 @@ def test_a_refused_create_not_found_fails_with_the_servers_words() -> None:
 
 def test_an_unknown_key_fails_naming_the_keys_there() -> None:
     """A key the location does not have fails without a request, listing the keys it has."""
-    outcome, sent = play(
-        JOB.process(parse(**{**CREATE, "association_key": "x"}), STATE, noted=False)
-    )
+    outcome, sent = play(JOB.process(parse(**{**CREATE, "association_key": "x"}), STATE, noted={}))
     assert outcome.status == "failed"
     assert "'x' does not exist in location locA; it has: pet_owner" in outcome.error
     assert sent == []
@@ -159,10 +158,9 @@ def test_an_unknown_key_fails_naming_the_keys_there() -> None:
 def test_a_delete_by_id_answered_404(ambiguous: bool, noted: bool, expected: str) -> None:
     """404 on a delete is absent, or deleted when this job may have deleted it already."""
     record = parse(action="delete", relation_id="R9")
-    outcome, sent = play(
-        JOB.process(record, STATE, noted=noted), reply(404, {"message": "Relation not found"},
-                                                       ambiguous=ambiguous)
-    )  # fmt: skip
+    intent = {"action": "delete"} if noted else {}
+    gone = reply(404, {"message": "Relation not found"}, ambiguous=ambiguous)
+    outcome, sent = play(JOB.process(record, STATE, noted=intent), gone)
     assert outcome.status == expected
     assert [s.request.method for s in sent] == ["DELETE"]
     assert sent[0].request.params == {"locationId": "locA"}
@@ -171,7 +169,7 @@ def test_a_delete_by_id_answered_404(ambiguous: bool, noted: bool, expected: str
 def test_a_delete_by_records_reads_the_id_then_deletes() -> None:
     """A delete given by key and records costs one read, then the DELETE of that id."""
     record = parse(action="delete", **CREATE)
-    outcome, sent = play(JOB.process(record, STATE, noted=False), reply(200, FOUND), reply(200))
+    outcome, sent = play(JOB.process(record, STATE, noted={}), reply(200, FOUND), reply(200))
     assert (outcome.status, outcome.fields["relation_id"]) == ("deleted", "R9")
     assert [s.request.method for s in sent] == ["GET", "DELETE"]
     assert sent[1].request.url.endswith("/associations/relations/R9")
@@ -259,7 +257,9 @@ def test_a_doubtful_create_found_older_than_the_job_is_exists(
     job = RelationsJob(base_url="http://127.0.0.1:1", since=1_800_000_000)  # 2027-01-15
     found = {"relations": [{**FOUND["relations"][0], "createdAt": created_at}]}
     refused = reply(400, {"message": "duplicate"}, ambiguous=True)
-    outcome, _ = play(job.process(parse(**CREATE), STATE, noted=True), refused, reply(200, found))
+    outcome, _ = play(
+        job.process(parse(**CREATE), STATE, noted={"action": "create"}), refused, reply(200, found)
+    )
     assert outcome.status == expected
 
 

@@ -16,7 +16,13 @@ HEADER = ",".join(COLUMNS) + "\n"
 
 
 def write(path: Path, *rows: str) -> str:
-    path.write_text(HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+    """A report of ``rows``, each given as its first nine cells (no previous labels)."""
+    lines = []
+    for row in rows:
+        cells = row.split(",")
+        cells[6:6] = ["", ""]  # previous_first_label, previous_second_label
+        lines.append(",".join(cells) + "\n")
+    path.write_text(HEADER + "".join(lines), encoding="utf-8")
     return str(path)
 
 
@@ -83,20 +89,40 @@ def test_missing_report_is_a_config_error(tmp_path: Path) -> None:
 def test_rollback_reads_the_columns_a_run_writes(tmp_path: Path, dropped: str | None) -> None:
     """A report with the run's columns plans; without one rollback needs, it is refused by name."""
     columns = [c for c in COLUMNS if c != dropped]
-    row = dict(
-        zip(
-            COLUMNS,
-            ["jobs.csv:2", "locA", "create", "k1", "created", "id1", "201", "1", ""],
-            strict=True,
-        )
-    )
+    row = {
+        "source": "jobs.csv:2",
+        "location_id": "locA",
+        "action": "create",
+        "key": "k1",
+        "outcome": "created",
+        "association_id": "id1",
+        "http_status": "201",
+        "attempts": "1",
+    }
     path = tmp_path / "run.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerow(row)
-    if dropped in (None, "http_status", "attempts", "error"):  # not read by rollback
+    not_read = ("http_status", "attempts", "error", "previous_first_label", "previous_second_label")
+    if dropped is None or dropped in not_read:
         assert [r.get("key") for r in plan_rollback([str(path)]).records] == ["k1"]
     else:
         with pytest.raises(ConfigError, match=f"no {dropped} column"):
             plan_rollback([str(path)])
+
+
+def test_a_definition_created_then_relabelled_is_deleted_not_relabelled(tmp_path: Path) -> None:
+    """Rolling back a run and a later relabelling of what it created deletes the definition."""
+    created = write(tmp_path / "run.csv", "jobs.csv:2,locA,create,k1,created,id1,201,1,")
+    relabelled = tmp_path / "relabel.csv"
+    relabelled.write_text(
+        HEADER + "relabel.csv:2,locA,create,k1,updated,id1,Old,Labels,200,1,\n", encoding="utf-8"
+    )
+    plan = plan_rollback([created, str(relabelled)])
+    assert [(r.get("action"), r.get("key")) for r in plan.records] == [("delete", "k1")]
+    alone = plan_rollback([str(relabelled)])
+    assert [
+        (r.get("action"), r.get("first_object_label"), r.get("second_object_label"))
+        for r in alone.records
+    ] == [("restore", "Old", "Labels")]
