@@ -258,7 +258,8 @@ def test_cli_run_rerun_and_rollback_of_relations(threaded: ThreadedSandbox, tmp_
 
 
 def test_cli_refuses_the_guide_routes_and_mixed_kinds(tmp_path: Path) -> None:
-    """--api objects-association for relations, or files of two kinds: exit 2, one line."""
+    """--api objects-association or --update-labels for relations, or files of two kinds:
+    exit 2, one line."""
     path = job(tmp_path / "j.csv", [(1, 1)])
     code, _, err = cli(
         "run", path, "--api", "objects-association", "--base-url", "http://127.0.0.1:9"
@@ -271,6 +272,9 @@ def test_cli_refuses_the_guide_routes_and_mixed_kinds(tmp_path: Path) -> None:
     code, _, err = cli("run", path, str(other), "--base-url", "http://127.0.0.1:9")
     assert code == 2
     assert "different kinds (relations: j.csv; associations: defs.csv)" in err
+    code, _, err = cli("run", path, "--update-labels", "--base-url", "http://127.0.0.1:9")
+    assert code == 2
+    assert "--update-labels changes definitions' labels; relations have none" in err
 
 
 async def test_run_and_rollback_resume_keep_the_jobs_start(
