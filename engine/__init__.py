@@ -31,6 +31,7 @@ from .model import BLOCKED, FAILED, INVALID, NOT_RUN, LocationId, Outcome, Recor
 from .report import iter_report, read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
 from .runner import Observer, RunConfig, Runner, RunResult, Summary, run
+from .shard import Shard, ShardSet, shard_of
 from .steps import Planned, Send, Steps, Write
 from .tokens import load_tokens
 from .transport import AiohttpTransport, Transport
@@ -76,6 +77,8 @@ __all__ = [
     "RunStopped",
     "Runner",
     "Send",
+    "Shard",
+    "ShardSet",
     "Steps",
     "StorageError",
     "Summary",
@@ -95,4 +98,5 @@ __all__ = [
     "read_report",
     "retry_after_seconds",
     "run",
+    "shard_of",
 ]

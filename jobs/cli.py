@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from engine import ConfigError, Observer, Outcome, RunResult, parse_rate
+from engine import ConfigError, Observer, Outcome, RunResult, Shard, parse_rate
 from engine.cli import (
     execute,
     junit_option,
@@ -21,6 +21,7 @@ from engine.cli import (
     report_options,
     retry_options,
     run_config,
+    shard_option,
     start_run,
 )
 
@@ -131,6 +132,7 @@ def _labels_note(result: RunResult) -> list[str]:
 @_update_labels_option
 @report_options
 @junit_option
+@shard_option
 @rate_options
 @retry_options
 @log_options
@@ -148,6 +150,7 @@ def run_command(
     \b
     ghl-migrate run samples/onboarding.json --sandbox --report out.csv
     ghl-migrate run jobs.csv --tokens tokens.csv --report out.csv
+    ghl-migrate run jobs.csv --tokens tokens.csv --shard 0/4 --report shard-0.csv
     """
     config = run_config(job_files, options)
 
@@ -213,6 +216,7 @@ def validate_command(job_files: tuple[str, ...]) -> None:
     help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors "
     "(as terraform plan -detailed-exitcode), for CI gates.",
 )
+@shard_option
 @rate_options
 @retry_options
 @log_options
@@ -235,6 +239,7 @@ def plan_command(
     \b
     ghl-migrate plan jobs.csv --tokens tokens.csv
     ghl-migrate plan jobs.csv --tokens tokens.csv --report plan.csv --detailed-exitcode
+    ghl-migrate plan jobs.csv --tokens tokens.csv --shard 0/4 --report plan-0.csv
     """
     config = run_config(job_files, {**options, "resume": False})
 
@@ -443,6 +448,7 @@ def sandbox_command(
 @_rollback_api_option
 @report_options
 @junit_option
+@shard_option
 @rate_options
 @retry_options
 @log_options
@@ -464,6 +470,9 @@ def rollback_command(
     is never touched. The changes go to the server the run used, as its journal records
     it, unless --base-url or --api say otherwise.
 
+    With --shard K/N only the locations of shard K are rolled back (N processes can undo a
+    large merged report between them, each with its own --report).
+
     \b
     ghl-migrate rollback out.csv --dry-run
     ghl-migrate rollback out.csv --tokens tokens.csv --report rollback.csv --yes
@@ -472,33 +481,38 @@ def rollback_command(
         plan = plan_rollback(reports)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    # With --shard the run leaves other shards' locations alone: show only what it does.
+    shard: Shard | None = options.get("shard")
+    shown = plan if shard is None else plan.for_shard(shard)
+    in_shard = "" if shard is None else f" in shard {shard}"
     ctx = click.get_current_context()
     explicit_api = api if _given(ctx, "api") else None
     explicit_url = base_url if _given(ctx, "base_url") else None
     server = plan.server(api=explicit_api, base_url=explicit_url)
     for note in server.notes:
         click.echo(note, err=True)
-    if plan.unsettled:
-        click.echo(_unsettled_warning(plan), err=True)
-    if not plan.records:
+    if shown.unsettled:
+        click.echo(_unsettled_warning(shown), err=True)
+    if not shown.records:
         click.echo(
-            f"nothing to roll back: {', '.join(reports)} list(s) no definition as created",
+            f"nothing to roll back{in_shard}: {', '.join(reports)} list(s) no definition as "
+            f"created{in_shard and ' in its locations'}",
             err=True,
         )
         return
-    counts = plan.by_location
-    deletes = len(plan.records) - plan.restores
+    counts = shown.by_location
+    deletes = len(shown.records) - shown.restores
     changes = [f"delete {deletes} definition(s)"] if deletes else []
-    if plan.restores:
+    if shown.restores:
         changes.append(
-            f"restore the labels of {plan.restores}" + ("" if deletes else " definition(s)")
+            f"restore the labels of {shown.restores}" + ("" if deletes else " definition(s)")
         )
     what = " and ".join(changes)
-    click.echo(f"rollback would {what} in {len(counts)} location(s):", err=True)
+    click.echo(f"rollback would {what} in {len(counts)} location(s){in_shard}:", err=True)
     for location, count in sorted(counts.items()):
         click.echo(f"  {location}: {count}", err=True)
     if dry_run:
-        for record in plan.records:
+        for record in shown.records:
             click.echo(
                 f"{record.location_id}\t{record.get('action')}\t{record.get('key')}"
                 f"\t{record.get('association_id')}\t{record.source}"

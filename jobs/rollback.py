@@ -24,6 +24,7 @@ so a rollback is exact and explains itself first:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from engine import (
     ConfigError,
     FileLock,
     Record,
+    Shard,
     journal_intents,
     journal_meta,
     journal_path,
@@ -105,6 +107,16 @@ class RollbackPlan:
     def restores(self) -> int:
         """How many definitions would get their previous labels back (the rest are deleted)."""
         return sum(1 for r in self.records if r.get("action") == RESTORE)
+
+    def for_shard(self, shard: Shard) -> RollbackPlan:
+        """The part of the plan a rollback with ``--shard`` carries out: the records and
+        unsettled creates of the shard's locations (the run itself filters by
+        ``RunConfig.shard``; this is what to show before it)."""
+        return dataclasses.replace(
+            self,
+            records=tuple(r for r in self.records if shard.owns(r.location_id)),
+            unsettled=tuple(u for u in self.unsettled if shard.owns(u.location_id)),
+        )
 
     def check_unchanged(self) -> None:
         """Raise ``ConfigError`` when a report changed since the plan was made."""
