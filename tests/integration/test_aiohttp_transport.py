@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from importlib.metadata import version
 from types import SimpleNamespace
 
 import aiohttp
@@ -18,7 +20,8 @@ from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 
 from engine import AttemptTimeout, ConnectFailed, Request, TransportError
-from engine.transport import AiohttpTransport
+from engine.transport import AiohttpTransport, user_agent
+from jobs.sandbox import Sandbox
 from tests.fakes import FakeResolver
 
 URL = "https://api.example.test/associations/"
@@ -233,3 +236,21 @@ async def test_a_connect_that_hangs_is_a_connect_failure_not_a_timeout(full_back
             with anyio.fail_after(3):
                 await t.send(request(url=f"http://127.0.0.1:{full_backlog}/associations/"))
     assert caught.value.cause == "timed out connecting (after 0.2 s)"
+
+
+async def test_every_request_names_the_tool_its_version_and_the_process() -> None:
+    """User-Agent ``ghl-migrate/VERSION (pid PID)``: a server's log tells processes apart."""
+    async with Sandbox() as sb, AiohttpTransport(timeout=5) as transport:
+        token = sb.issue_token("loc1")
+        await transport.send(
+            request(
+                method="GET",
+                url=f"{sb.url}/associations/",
+                params={"locationId": "loc1", "skip": "0", "limit": "10"},
+                headers={"Authorization": f"Bearer {token}", "Version": "2021-07-28"},
+                json=None,
+            )
+        )
+    expected = f"ghl-migrate/{version('ghl-migrate')} (pid {os.getpid()})"
+    assert user_agent() == expected
+    assert [entry.user_agent for entry in sb.log] == [expected]
