@@ -27,6 +27,7 @@ from .job import JobKind
 from .journal import journal_intents, journal_meta, journal_path, pending_intents
 from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
 from .lock import FileLock, LockHeld
+from .merge import MergeResult, merge_reports
 from .model import BLOCKED, FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
 from .report import iter_report, read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
@@ -60,6 +61,7 @@ __all__ = [
     "LocationId",
     "LocationLimiter",
     "LockHeld",
+    "MergeResult",
     "MissingToken",
     "Observer",
     "Outcome",
@@ -93,6 +95,7 @@ __all__ = [
     "journal_meta",
     "journal_path",
     "load_tokens",
+    "merge_reports",
     "parse_rate",
     "pending_intents",
     "read_report",

@@ -191,12 +191,10 @@ def _shard_mismatch(report: str, was: object, now: object) -> str:
             "cannot be resumed: resume each shard's own report with its --shard, then merge "
             "them again"
         )
-    index = min(covered.indexes)
     doing = "is not split into shards" if now is None else f"is shard {now}"
     return (
         f"{report} is the report of shard {was}: resume it with --shard {was} (this run "
-        f"{doing}); each shard of a split job keeps a report of its own (shard-{index}.csv, "
-        "say), and `report merge` joins them"
+        f"{doing}); each shard keeps a report of its own, and `report merge` joins them"
     )
 
 

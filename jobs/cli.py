@@ -7,12 +7,22 @@ library; everything it does is callable from Python (see ``jobs.api``).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
-from engine import ConfigError, Observer, Outcome, RunResult, Shard, parse_rate
+from engine import (
+    ConfigError,
+    MergeResult,
+    Observer,
+    Outcome,
+    RunResult,
+    Shard,
+    merge_reports,
+    parse_rate,
+)
 from engine.cli import (
     execute,
     junit_option,
@@ -543,4 +553,65 @@ def rollback_command(
     execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)
 
 
-COMMANDS = [validate_command, plan_command, run_command, rollback_command, sandbox_command]
+@click.group("report")
+def report_group() -> None:
+    """Work with run reports."""
+
+
+@report_group.command("merge")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Merge even when some shards' reports are missing (the merged report can then be "
+    "rolled back, but not resumed).",
+)
+def merge_command(out: str, reports: tuple[str, ...], partial: bool) -> None:
+    """Merge the reports of a job's shards (run --shard K/N) into OUT, with its journal.
+
+    The merged report reads as one unsharded run's: rollback undoes what any shard
+    created, and when every shard is there, run --resume (without --shard) continues it.
+    Refused, with nothing written: reports of different jobs or splits, a shard given
+    twice, a shard missing (unless --partial), a report whose run did not finish writing
+    it (resume that shard first), and an OUT that is not an earlier merge.
+
+    \b
+    ghl-migrate report merge merged.csv shard-0.csv shard-1.csv shard-2.csv shard-3.csv
+    ghl-migrate report merge merged.csv reports/shard-*.csv
+    """
+    try:
+        result = merge_reports(out, reports, partial=partial)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    _merged(result)
+
+
+def _merged(result: MergeResult) -> None:
+    shards = result.shards
+    names = ", ".join(os.path.basename(path) for path in result.inputs)
+    click.echo(f"merged {shards.describe()} ({names}): {result.rows} rows")
+    if result.replaced:
+        click.echo(f"(replaced the earlier merge at {result.report})")
+    width = max([len("outcome"), *(len(status) for status in result.counts)])
+    click.echo(f"{'outcome':<{width}}  rows")
+    for status, count in sorted(result.counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"{status:<{width}}  {count:>4}")
+    click.echo(f"report: {result.report} (journal {result.journal})")
+    if result.missing:
+        missing = ", ".join(str(k) for k in result.missing)
+        click.echo(
+            f"warning: shard(s) {missing} of {shards.count} are not in it: it rolls back what "
+            "the merged shards did, but cannot be resumed; merge again when they are done",
+            err=True,
+        )
+
+
+COMMANDS = [
+    validate_command,
+    plan_command,
+    run_command,
+    rollback_command,
+    sandbox_command,
+    report_group,
+]
