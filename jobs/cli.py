@@ -1,5 +1,5 @@
-"""HighLevel commands for ``ghl-migrate``: ``validate``, ``plan``, ``run``, ``rollback`` and
-``sandbox``.
+"""HighLevel commands for ``ghl-migrate``: ``validate``, ``plan``, ``run``, ``rollback``,
+``sandbox`` and ``report merge``.
 
 Each command only parses options, builds a ``RunConfig`` or ``SandboxConfig`` and calls the
 library; everything it does is callable from Python (see ``jobs.api``).

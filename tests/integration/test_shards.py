@@ -406,3 +406,23 @@ def test_report_merge_and_a_sharded_rollback_from_the_command_line(
     )
     assert code == 2
     assert "shard 4 of 4 does not exist: shards are numbered 0 to 3" in err
+
+
+def test_plan_with_a_shard_reads_only_its_locations(
+    cluster: tuple[Path, list[str]], threaded_sandbox: ThreadedSandbox, tmp_path: Path
+) -> None:
+    """`plan --shard K/N` plans the shard's records, reading its locations only, writing
+    nothing; its report's journal names the shard."""
+    job, options = cluster
+    shard = Shard(1, N)
+    report = tmp_path / "plan-1.csv"
+    code, _, err = cli("plan", str(job), *options, "--shard", str(shard), "--report", str(report))
+    assert code == 1, err  # the boat is blocked: shard 1 has no such object
+    rows = read_report(str(report))
+    assert rows
+    assert all(shard.owns(row["location_id"]) for row in rows)
+    log = threaded_sandbox.sandbox.log
+    assert log
+    assert {entry.method for entry in log} == {"GET"}
+    assert all(shard.owns(entry.token_location or "") for entry in log)
+    assert journal_meta(f"{report}.journal")["shard"] == str(shard)
