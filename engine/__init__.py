@@ -27,10 +27,12 @@ from .job import JobKind
 from .journal import journal_intents, journal_meta, journal_path, pending_intents
 from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHint, parse_rate
 from .lock import FileLock, LockHeld
+from .merge import MergeResult, merge_reports
 from .model import BLOCKED, FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
 from .report import iter_report, read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
 from .runner import Observer, RunConfig, Runner, RunResult, Summary, run
+from .shard import Shard, ShardSet, shard_of
 from .steps import Planned, Send, Steps, Write
 from .tokens import load_tokens
 from .transport import AiohttpTransport, Transport
@@ -59,6 +61,7 @@ __all__ = [
     "LocationId",
     "LocationLimiter",
     "LockHeld",
+    "MergeResult",
     "MissingToken",
     "Observer",
     "Outcome",
@@ -76,6 +79,8 @@ __all__ = [
     "RunStopped",
     "Runner",
     "Send",
+    "Shard",
+    "ShardSet",
     "Steps",
     "StorageError",
     "Summary",
@@ -90,9 +95,11 @@ __all__ = [
     "journal_meta",
     "journal_path",
     "load_tokens",
+    "merge_reports",
     "parse_rate",
     "pending_intents",
     "read_report",
     "retry_after_seconds",
     "run",
+    "shard_of",
 ]

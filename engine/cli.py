@@ -22,6 +22,7 @@ from .errors import ConfigError, StorageError
 from .limiter import parse_rate
 from .retry import RetryPolicy
 from .runner import Observer, RunConfig, RunResult
+from .shard import Shard
 
 __all__ = [
     "execute",
@@ -32,6 +33,7 @@ __all__ = [
     "report_options",
     "retry_options",
     "run_config",
+    "shard_option",
     "start_run",
 ]
 
@@ -97,7 +99,30 @@ def run_config(job_files: Sequence[str], options: Mapping[str, Any]) -> RunConfi
         retry=RetryPolicy(attempts=options["max_attempts"]),
         handle_signals=True,
         junit=options.get("junit"),
+        shard=options.get("shard"),
     )
+
+
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    if value is None:
+        return None
+    try:
+        return Shard.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def shard_option(f: F) -> F:
+    """``--shard K/N``."""
+    return click.option(
+        "--shard",
+        metavar="K/N",
+        callback=_shard,
+        help="Do only shard K of N (K from 0 to N-1, as Kubernetes' JOB_COMPLETION_INDEX): "
+        "the records of the locations whose SHA-256 modulo N is K. N processes with "
+        "--shard 0/N .. N-1/N do the whole job between them, each with its own --report; "
+        "'report merge' joins their reports.",
+    )(f)
 
 
 def report_options(f: F) -> F:

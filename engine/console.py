@@ -181,6 +181,11 @@ def render_summary(
         )
     elif summary.stopped:
         out.print("[yellow]stopped early: records not sent are 'not_run'; --resume continues[/]")
+    if summary.shard:
+        out.print(
+            f"shard {summary.shard}: {summary.total} of the job's "
+            f"{summary.total + summary.other_shards} records; the rest are other shards'"
+        )
     if summary.report:
         out.print(f"report: {summary.report}")
     verdict = (

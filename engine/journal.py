@@ -6,11 +6,18 @@ It lives beside the report (``out.csv`` → ``out.csv.journal``) and is append-o
   run must share them), the job files' names and SHA-256 digests (a resumed run must read
   the same files, not merely files of the same names: records gone from an edited file would
   otherwise fall out of the report), whether the server was ephemeral (see
-  ``RunConfig.ephemeral``), and whether the run only planned (``RunConfig.plan``: its report
-  says what a run would do, so it is never resumed nor rolled back, and it has no intents);
+  ``RunConfig.ephemeral``), whether the run only planned (``RunConfig.plan``: its report
+  says what a run would do, so it is never resumed nor rolled back, and it has no intents),
+  and the shards it covers when the run was one shard of a job split between processes
+  (``"shard": "2/4"``, see :mod:`engine.shard`): a resumed run must be the same shard, so
+  one shard never continues another's report;
 - every later line is an *intent*, written and handed to the OS before a write request is
   sent: ``{"intent": ident, "source": ..., **Write.intent}`` (what the kind needs to know
-  of it later, such as the labels an update replaces).
+  of it later, such as the labels an update replaces);
+- once the run has rewritten its report to one row per record, an *end* line says so, with
+  the number of rows: ``{"end": "run", "rows": 40}``. A resumed run appends intents after it
+  (and its own end line when it finishes), so the report is whole exactly when the last line
+  is an end line. :mod:`engine.merge` relies on it, and writes ``{"end": "merge", ...}``.
 
 A record that has an intent but whose change is found already in place on a later look was
 changed by this job (its response was lost, or the process died), not by someone before it.
@@ -23,9 +30,10 @@ journal can no longer say what the run sent, so reading it is an error naming th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -34,8 +42,17 @@ import structlog
 from .appendlog import AppendLog
 from .errors import ConfigError, StorageError, os_error_text
 from .model import Record
+from .shard import ShardSet
 
-__all__ = ["RunJournal", "journal_intents", "journal_meta", "journal_path", "pending_intents"]
+__all__ = [
+    "RunJournal",
+    "journal_entries",
+    "journal_intents",
+    "journal_meta",
+    "journal_path",
+    "pending_intents",
+    "write_journal",
+]
 
 log = structlog.get_logger("engine")
 
@@ -43,6 +60,8 @@ _FORMAT = "ghl-migrate-journal/1"
 _SUFFIX = ".journal"
 #: meta fields that describe a run without having to match on resume
 _DIGESTS, _EPHEMERAL, _PLAN = "job_sha256", "ephemeral", "plan"
+#: the meta field naming the shards a report covers (absent: the whole job)
+_SHARD = "shard"
 
 
 def journal_path(report_path: str) -> str:
@@ -127,6 +146,58 @@ def journal_intents(path: str, *, action: str | None = None) -> Iterator[dict[st
             yield item
 
 
+def journal_entries(path: str) -> Iterator[dict[str, Any]]:
+    """Every line after the description (intents and end lines), in order, read as
+    consumed; a damaged line is a ``ConfigError`` naming it."""
+    for number, item in _lines(path):
+        if number > 1:
+            yield item
+
+
+def write_journal(path: str, meta: Mapping[str, Any], entries: Iterable[Mapping[str, Any]]) -> None:
+    """Write a whole journal at once (temporary file, fsync, rename): ``meta`` as its
+    description, then ``entries``. For a journal made from others (a merge), not a run's.
+
+    Raises ``StorageError`` when it cannot, leaving ``path`` as it was."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps({"format": _FORMAT, **meta}) + b"\n")
+            for entry in entries:
+                fh.write(orjson.dumps(dict(entry)) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise StorageError(path, exc) from exc
+
+
+def _shard_mismatch(report: str, was: object, now: object) -> str:
+    if was is None:
+        return (
+            f"{report} belongs to a run that was not split into shards: resume it without "
+            f"--shard (this run is shard {now}), or give this shard a --report of its own"
+        )
+    try:
+        covered = ShardSet.parse(str(was))
+    except ValueError:
+        return f"{report} names shard {was!r}, which this release cannot read"
+    if len(covered.indexes) > 1:
+        missing = ", ".join(str(k) for k in covered.missing)
+        return (
+            f"{report} is a merge of {covered.describe()} only ({missing} missing), so it "
+            "cannot be resumed: resume each shard's own report with its --shard, then merge "
+            "them again"
+        )
+    doing = "is not split into shards" if now is None else f"is shard {now}"
+    return (
+        f"{report} is the report of shard {was}: resume it with --shard {was} (this run "
+        f"{doing}); each shard keeps a report of its own, and `report merge` joins them"
+    )
+
+
 def pending_intents(path: str, *, action: str | None = None) -> set[str]:
     """The record idents a journal noted writes for (optionally of one ``action`` only)."""
     return {
@@ -198,6 +269,8 @@ class RunJournal:
     def _check(self, meta: Mapping[str, Any]) -> None:
         if meta.get("format") != _FORMAT:
             raise ConfigError(f"{self.path} is not a ghl-migrate journal; refusing to mix")
+        if (was := meta.get(_SHARD)) != (now := self._meta.get(_SHARD)):
+            raise ConfigError(_shard_mismatch(_report_of(self.path), was, now))
         if mismatch := _describe_mismatch(meta, self._meta):
             raise ConfigError(
                 f"{self.path} belongs to a different run ({mismatch}); "
@@ -256,6 +329,11 @@ class RunJournal:
         self._log.write(
             orjson.dumps({"intent": record.ident, "source": record.source, **fields}) + b"\n"
         )
+
+    def ended(self, rows: int) -> None:
+        """Note that the run has rewritten its report to its final ``rows`` rows (raises
+        ``StorageError`` when it cannot be noted: the report then does not count as whole)."""
+        self._log.write(orjson.dumps({"end": "run", "rows": rows}) + b"\n")
 
     def close(self) -> None:
         """Sync and close (raises ``StorageError`` when the final sync fails)."""

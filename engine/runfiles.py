@@ -48,6 +48,7 @@ from .report import (
     report_format,
     write_report_atomically,
 )
+from .shard import Shard
 from .store import RunStore
 
 __all__ = ["GENERIC_COLUMNS", "RunFiles"]
@@ -83,6 +84,7 @@ class RunFiles:
     ``job_files`` name the run in its journal; their contents are held to the journal's
     only when ``read_job_files`` (records handed over directly, such as a rollback's plan,
     are not read from the files named). ``ephemeral``: the server does not outlive the run.
+    ``shard``: the run does one shard of the job, which its journal names.
     """
 
     def __init__(
@@ -95,8 +97,10 @@ class RunFiles:
         ephemeral: bool,
         read_job_files: bool,
         plan: bool = False,
+        shard: Shard | None = None,
     ) -> None:
         self._kind = kind
+        self._shard = shard
         self.report = report
         self._job_files = job_files
         self._resume = resume
@@ -171,6 +175,8 @@ class RunFiles:
             **self._kind.identity(),
             "job_files": sorted(os.path.basename(p) for p in self._job_files),
         }
+        if self._shard is not None:
+            meta["shard"] = str(self._shard)
         made = [p for p in (path, journal_path(path)) if not os.path.lexists(p)]
         journal = RunJournal(
             journal_path(path),
@@ -359,12 +365,18 @@ class RunFiles:
                 self.failed(exc)
             rows: Iterable[Row] = (self.row(o) for o in store.outcomes())
             try:
-                write_report_atomically(
+                written = write_report_atomically(
                     self._writer.path, self._kind.columns, chain(rows, store.extras())
                 )
             except StorageError as exc:
                 # The append-only report stays: every row written so far, last one wins.
                 self.failed(exc)
+            else:
+                if self._journal is not None and self.storage_error is None:
+                    try:
+                        self._journal.ended(written)
+                    except StorageError as exc:
+                        self.failed(exc)
         if self._journal is not None:
             try:
                 self._journal.close()

@@ -75,6 +75,7 @@ from .locations import LocationStates
 from .model import BLOCKED, FAILED, INVALID, NOT_RUN, Outcome, Record
 from .retry import RetryPolicy
 from .runfiles import GENERIC_COLUMNS, RunFiles
+from .shard import Shard
 from .steps import Planned, Send, Write, drive
 from .store import OutcomeView, RunStore
 from .transport import AiohttpTransport, Transport
@@ -119,6 +120,9 @@ class RunConfig:
     plan: bool = False
     #: also write the outcomes as JUnit XML here, at the end (see ``engine.junit``)
     junit: str | None = None
+    #: do only this shard of the job: the records of the locations it owns (engine.shard);
+    #: the others are left to the processes running the other shards
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,6 +154,9 @@ class Summary:
     plan: bool = False
     #: in a plan, the records whose outcome is a change the run would make
     pending: int = 0
+    #: the shard this run did ("2/4"), and how many of the job's records other shards own
+    shard: str | None = None
+    other_shards: int = 0
 
 
 class RunResult:
@@ -245,6 +252,7 @@ class Runner:
         self._junit_error: StorageError | None = None
         self._left: dict[str, int] = {}
         self._spent: dict[str, str] = {}  # location -> when its daily budget surely renewed
+        self._others = 0  # records of the job that belong to other shards
         self._store: RunStore | None = None
         self._files = RunFiles(
             kind,
@@ -254,6 +262,7 @@ class Runner:
             ephemeral=config.ephemeral,
             read_job_files=records is None,
             plan=config.plan,
+            shard=config.shard,
         )
         self._client: Client | None = None
         self._locations: LocationStates | None = None
@@ -300,10 +309,11 @@ class Runner:
         return result
 
     def _load(self, store: RunStore) -> None:
+        shard = self._config.shard
         if self._given is None:
-            load_job_files(store, self._kind, self._config.job_files)
+            self._others = load_job_files(store, self._kind, self._config.job_files, shard=shard)
         else:
-            load_records(store, self._kind, self._given)
+            self._others = load_records(store, self._kind, self._given, shard=shard)
         if self._config.plan:
             store.restatus(INVALID, BLOCKED)  # the run would not send them
 
@@ -324,13 +334,20 @@ class Runner:
         self._locations = LocationStates(self._prepare)
         self._left = store.todo_counts()
         todo = sum(self._left.values())
+        shard = self._config.shard
         log.info(
             "run started",
             records=len(store),
             to_send=todo,
             locations=len(self._left),
             concurrency=self._config.concurrency,
+            **({} if shard is None else {"shard": str(shard), "other_shards": self._others}),
         )
+        if shard is not None and not len(store):
+            log.warning(
+                f"shard {shard} owns none of this job's {self._others} records (their "
+                "locations belong to other shards): nothing to do",
+            )
         self._log_estimates()
         if self._observer is not None:
             self._observer.started(len(store), len(store) - todo)
@@ -562,6 +579,8 @@ class Runner:
             unreachable=self._unreachable,
             plan=self._config.plan,
             pending=self._pending,
+            shard=None if self._config.shard is None else str(self._config.shard),
+            other_shards=self._others,
         )
         if self._config.junit is not None:
             self._write_junit(self._config.junit, store, summary, ok)

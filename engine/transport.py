@@ -14,12 +14,18 @@ and only the first, repeated, means the host cannot be reached at all. aiohttp d
 same line: its ``ClientConnectorError`` family (DNS, SSL and certificate errors included) and
 ``ConnectionTimeoutError`` are raised while connecting, before anything is sent, and it
 never retries them itself.
+
+Every request says who sent it: ``User-Agent: ghl-migrate/0.1.0 (pid 4242)`` (see
+:func:`user_agent`), so that a server's logs can tell the processes of a sharded run apart,
+and a support request can name the tool and its version.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import time
+from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -30,7 +36,16 @@ from aiohttp.abc import AbstractResolver
 from .errors import AttemptTimeout, ConnectFailed, TransportError
 from .model import Request, Response
 
-__all__ = ["AiohttpTransport", "Transport"]
+__all__ = ["AiohttpTransport", "Transport", "user_agent"]
+
+
+def user_agent() -> str:
+    """``ghl-migrate/VERSION (pid PID)``: the tool, its version and this process."""
+    try:
+        release = version("ghl-migrate")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        release = "unknown"
+    return f"ghl-migrate/{release} (pid {os.getpid()})"
 
 
 class Transport(Protocol):
@@ -73,7 +88,10 @@ class AiohttpTransport:
                 limit=self._limit, limit_per_host=self._limit, resolver=self._resolver
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, raise_for_status=False
+                connector=connector,
+                timeout=self._timeout,
+                raise_for_status=False,
+                headers={"User-Agent": user_agent()},  # a request's own headers win
             )
             # aiohttp resends a GET, PUT or DELETE once, silently, when its kept-alive
             # connection drops: the engine would count one attempt and see only the second

@@ -88,8 +88,6 @@ async def run_job(
         name,
         api=api,
         base_url=base_url,
-        report=config.report,
-        resume=config.resume,
         update_labels=update_labels,
     )
     lookup = tokens or load_tokens(tokens_file)
@@ -177,8 +175,6 @@ async def rollback_job(
         plan.kind,
         api=server.api,
         base_url=server.base_url,
-        report=config.report,
-        resume=config.resume,
     )
     lookup = tokens or load_tokens(tokens_file)
     with _hold_reports(plan, config.report):

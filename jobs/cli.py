@@ -1,5 +1,5 @@
-"""HighLevel commands for ``ghl-migrate``: ``validate``, ``plan``, ``run``, ``rollback`` and
-``sandbox``.
+"""HighLevel commands for ``ghl-migrate``: ``validate``, ``plan``, ``run``, ``rollback``,
+``sandbox`` and ``report merge``.
 
 Each command only parses options, builds a ``RunConfig`` or ``SandboxConfig`` and calls the
 library; everything it does is callable from Python (see ``jobs.api``).
@@ -7,12 +7,22 @@ library; everything it does is callable from Python (see ``jobs.api``).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import click
 
-from engine import ConfigError, Observer, Outcome, RunResult, parse_rate
+from engine import (
+    ConfigError,
+    MergeResult,
+    Observer,
+    Outcome,
+    RunResult,
+    Shard,
+    merge_reports,
+    parse_rate,
+)
 from engine.cli import (
     execute,
     junit_option,
@@ -21,6 +31,7 @@ from engine.cli import (
     report_options,
     retry_options,
     run_config,
+    shard_option,
     start_run,
 )
 
@@ -132,6 +143,7 @@ def _labels_note(result: RunResult) -> list[str]:
 @_update_labels_option
 @report_options
 @junit_option
+@shard_option
 @rate_options
 @retry_options
 @log_options
@@ -153,6 +165,7 @@ def run_command(
     \b
     ghl-migrate run samples/onboarding.json --sandbox --report out.csv
     ghl-migrate run jobs.csv --tokens tokens.csv --report out.csv
+    ghl-migrate run jobs.csv --tokens tokens.csv --shard 0/4 --report shard-0.csv
     """
     config = run_config(job_files, options)
 
@@ -218,6 +231,7 @@ def validate_command(job_files: tuple[str, ...]) -> None:
     help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors "
     "(as terraform plan -detailed-exitcode), for CI gates.",
 )
+@shard_option
 @rate_options
 @retry_options
 @log_options
@@ -240,6 +254,7 @@ def plan_command(
     \b
     ghl-migrate plan jobs.csv --tokens tokens.csv
     ghl-migrate plan jobs.csv --tokens tokens.csv --report plan.csv --detailed-exitcode
+    ghl-migrate plan jobs.csv --tokens tokens.csv --shard 0/4 --report plan-0.csv
     """
     config = run_config(job_files, {**options, "resume": False})
 
@@ -448,6 +463,7 @@ def sandbox_command(
 @_rollback_api_option
 @report_options
 @junit_option
+@shard_option
 @rate_options
 @retry_options
 @log_options
@@ -468,6 +484,9 @@ def rollback_command(
     a definition after checking that its id still has the same key, a relation by its id;
     'exists' and everything else is never touched. The changes go to the server the run
     used, as its journal records it, unless --base-url or --api say otherwise.
+
+    With --shard K/N only the locations of shard K are rolled back (N processes can undo a
+    large merged report between them, each with its own --report).
 
     \b
     ghl-migrate rollback out.csv --dry-run
@@ -491,44 +510,50 @@ def _rollback(
     base_url: str | None,
     options: dict[str, Any],
 ) -> None:
+    # With --shard the run leaves other shards' locations alone: show only what it does.
+    shard: Shard | None = options.get("shard")
+    shown = plan if shard is None else plan.for_shard(shard)
+    in_shard = "" if shard is None else f" in shard {shard}"
     ctx = click.get_current_context()
     explicit_api = api if _given(ctx, "api") else None
     explicit_url = base_url if _given(ctx, "base_url") else None
     server = plan.server(api=explicit_api, base_url=explicit_url)
     for note in server.notes:
         click.echo(note, err=True)
-    if plan.unsettled:
-        click.echo(_unsettled_warning(plan), err=True)
+    if shown.unsettled:
+        click.echo(_unsettled_warning(shown), err=True)
     noun = plan.noun
-    if not plan.records:
+    if not shown.records:
         click.echo(
-            f"nothing to roll back: {', '.join(reports)} list(s) no {noun} as created", err=True
+            f"nothing to roll back{in_shard}: {', '.join(reports)} list(s) no {noun} as "
+            f"created{in_shard and ' in its locations'}",
+            err=True,
         )
         return
-    counts = plan.by_location
-    deletes = len(plan.records) - plan.restores
+    counts = shown.by_location
+    deletes = len(shown.records) - shown.restores
     changes = [f"delete {deletes} {noun}(s)"] if deletes else []
-    if plan.restores:
+    if shown.restores:
         changes.append(
-            f"restore the labels of {plan.restores}" + ("" if deletes else f" {noun}(s)")
+            f"restore the labels of {shown.restores}" + ("" if deletes else f" {noun}(s)")
         )
     what = " and ".join(changes)
-    click.echo(f"rollback would {what} in {len(counts)} location(s):", err=True)
+    click.echo(f"rollback would {what} in {len(counts)} location(s){in_shard}:", err=True)
     for location, count in sorted(counts.items()):
         click.echo(f"  {location}: {count}", err=True)
     if dry_run:
-        for record in plan.records:
+        for record in shown.records:
             if plan.kind == RELATIONS:
-                shown = (
+                line = (
                     f"{record.get('association_key') or record.get('association_id')}\t"
                     f"{record.get('first_record_id')}\t{record.get('second_record_id')}\t"
                     f"{record.get('relation_id')}"
                 )
             else:
-                shown = (
+                line = (
                     f"{record.get('action')}\t{record.get('key')}\t{record.get('association_id')}"
                 )
-            click.echo(f"{record.location_id}\t{shown}\t{record.source}")
+            click.echo(f"{record.location_id}\t{line}\t{record.source}")
         return
     if not yes:
         if not sys.stdin.isatty():
@@ -558,4 +583,65 @@ def _rollback(
     execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)
 
 
-COMMANDS = [validate_command, plan_command, run_command, rollback_command, sandbox_command]
+@click.group("report")
+def report_group() -> None:
+    """Work with run reports."""
+
+
+@report_group.command("merge")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Merge even when some shards' reports are missing (the merged report can then be "
+    "rolled back, but not resumed).",
+)
+def merge_command(out: str, reports: tuple[str, ...], partial: bool) -> None:
+    """Merge the reports of a job's shards (run --shard K/N) into OUT, with its journal.
+
+    The merged report reads as one unsharded run's: rollback undoes what any shard
+    created, and when every shard is there, run --resume (without --shard) continues it.
+    Refused, with nothing written: reports of different jobs or splits, a shard given
+    twice, a shard missing (unless --partial), a report whose run did not finish writing
+    it (resume that shard first), and an OUT that is not an earlier merge.
+
+    \b
+    ghl-migrate report merge merged.csv shard-0.csv shard-1.csv shard-2.csv shard-3.csv
+    ghl-migrate report merge merged.csv reports/shard-*.csv
+    """
+    try:
+        result = merge_reports(out, reports, partial=partial)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    _merged(result)
+
+
+def _merged(result: MergeResult) -> None:
+    shards = result.shards
+    names = ", ".join(os.path.basename(path) for path in result.inputs)
+    click.echo(f"merged {shards.describe()} ({names}): {result.rows} rows")
+    if result.replaced:
+        click.echo(f"(replaced the earlier merge at {result.report})")
+    width = max([len("outcome"), *(len(status) for status in result.counts)])
+    click.echo(f"{'outcome':<{width}}  rows")
+    for status, count in sorted(result.counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        click.echo(f"{status:<{width}}  {count:>4}")
+    click.echo(f"report: {result.report} (journal {result.journal})")
+    if result.missing:
+        missing = ", ".join(str(k) for k in result.missing)
+        click.echo(
+            f"warning: shard(s) {missing} of {shards.count} are not in it: it rolls back what "
+            "the merged shards did, but cannot be resumed; merge again when they are done",
+            err=True,
+        )
+
+
+COMMANDS = [
+    validate_command,
+    plan_command,
+    run_command,
+    rollback_command,
+    sandbox_command,
+    report_group,
+]

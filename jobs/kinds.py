@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from engine import ConfigError, journal_meta, journal_path
+from engine import ConfigError
 from engine.source import InputFormat, decode_text, detect_format
 
 from .associations import AssociationsJob
@@ -114,26 +114,16 @@ def job_kind(
     *,
     api: Api | str = Api.ASSOCIATIONS,
     base_url: str = DEFAULT_BASE_URL,
-    report: str | None = None,
-    resume: bool = False,
     update_labels: bool = False,
     track_drift: bool = False,
 ) -> AssociationsJob | RelationsJob:
     """The job kind named ``kind`` for a route set and base URL (``ConfigError`` when the
     kind has no such routes: relations exist on the official routes only).
 
-    A relations job resuming ``report`` keeps the moment its first run began, as the
-    report's journal records it (see ``RelationsJob.since``). ``update_labels`` and
-    ``track_drift`` are the associations kind's (relations have no labels, and no route
-    lists a location's relations, so there is no drift to show)."""
+    ``update_labels`` and ``track_drift`` are the associations kind's (relations have no
+    labels, and no route lists a location's relations, so there is no drift to show)."""
     if kind == RELATIONS:
-        since = None
-        if resume and report is not None:
-            meta = journal_meta(journal_path(report))
-            recorded = None if meta is None else meta.get("since")
-            if isinstance(recorded, str) and recorded.isdigit():
-                since = float(recorded)
-        return RelationsJob(api=api, base_url=base_url, since=since)
+        return RelationsJob(api=api, base_url=base_url)
     if kind == ASSOCIATIONS:
         return AssociationsJob(
             api=api, base_url=base_url, update_labels=update_labels, track_drift=track_drift

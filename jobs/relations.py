@@ -96,7 +96,7 @@ _ALIASES = {
 }
 #: answers to a create that are settled by reading back (duplicate, unknown record, ...)
 _READ_BACK = frozenset({400, 409, 422})
-#: seconds a server's clock may be behind ours (see ``RelationsJob._made_since``)
+#: seconds a server's clock may be behind ours (see ``_made_after``)
 CLOCK_SKEW = 60
 
 
@@ -130,7 +130,6 @@ class RelationsJob:
         *,
         api: Api | str = Api.ASSOCIATIONS,
         base_url: str = DEFAULT_BASE_URL,
-        since: float | None = None,
     ):
         if Api(api) is not Api.ASSOCIATIONS:
             raise ConfigError(
@@ -139,16 +138,13 @@ class RelationsJob:
                 "associations"
             )
         self.base_url = check_base_url(base_url)
-        #: when this job began (seconds since the epoch, whole): its first run's start,
-        #: kept in the journal so that a resumed run judges by the same moment
-        self.since = int(time.time() if since is None else since)
         self.routes = RelationRoutes(base_url=self.base_url)
         self._definitions = Routes(api=Api.ASSOCIATIONS, base_url=self.base_url)
 
     # -- reading job files ----------------------------------------------------------------
 
     def identity(self) -> Mapping[str, str]:
-        return {"api": Api.ASSOCIATIONS.value, "base_url": self.base_url, "since": str(self.since)}
+        return {"api": Api.ASSOCIATIONS.value, "base_url": self.base_url}
 
     def canonical_field(self, name: str) -> str | None:
         return _ALIASES.get(name) or _ALIASES.get(name.lower())
@@ -288,13 +284,24 @@ class RelationsJob:
             return association_id
         if record.get("action") == "delete":
             return (yield from self._delete(record, association_id, wrote))
-        return (yield from self._create(record, association_id, wrote))
+        return (yield from self._create(record, association_id, noted))
 
-    def _create(self, record: Record, association_id: str, noted: bool) -> Steps[Outcome]:
+    def _create(
+        self, record: Record, association_id: str, noted: Mapping[str, Any]
+    ) -> Steps[Outcome]:
         location = record.location_id
         first, second = record.get("first_record_id"), record.get("second_record_id")
         fields = {"association_id": association_id}
-        write = Write(plan="create", intent={"action": "create", "association_id": association_id})
+        # When this job first sent this create: an earlier process's, as its intent says
+        # (each intent passes the first time on), else now. A relation this job made was
+        # made after it.
+        first_sent = _whole(noted.get("first_sent")) or int(time.time())
+        intent = {
+            "action": "create",
+            "association_id": association_id,
+            "first_sent": str(first_sent),
+        }
+        write = Write(plan="create", intent=intent)
         try:
             answer = yield Send(self.routes.create(location, association_id, first, second), write)
         except RequestError as exc:
@@ -335,21 +342,13 @@ class RelationsJob:
                 fields=fields,
                 error=error_text(response),
             )
-        ours = (answer.ambiguous or noted) and self._made_since(found)
+        ours = (answer.ambiguous or bool(noted)) and _made_after(found, first_sent)
         return Outcome(
             record=record,
             status=CREATED if ours else EXISTS,
             attempts=answer.attempts,
             fields={**fields, "relation_id": str(found.get("id", ""))},
         )
-
-    def _made_since(self, relation: Mapping[str, Any]) -> bool:
-        """Whether the relation may be this job's: made after the job began, give or take
-        the clocks' skew. A create is sent without looking first, so when its answer was
-        lost (or an earlier process was killed with it in flight) the relation found may
-        have been there all along; its ``createdAt`` tells. Without one, it counts as ours."""
-        made = _timestamp(relation.get("createdAt"))
-        return made is None or made >= self.since - CLOCK_SKEW
 
     def _find(
         self, location: str, association_id: str, first: str, second: str
@@ -490,3 +489,17 @@ def _timestamp(value: Any) -> float | None:
     except ValueError:
         return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def _whole(value: Any) -> int | None:
+    """A whole number of seconds from an intent's field, or None."""
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _made_after(relation: Mapping[str, Any], first_sent: int) -> bool:
+    """Whether the relation may be this job's: made after the job first sent its create,
+    give or take the clocks' skew. A create is sent without looking first, so when its
+    answer was lost (or an earlier process was killed with it in flight) the relation found
+    may have been there all along; its ``createdAt`` tells. Without one, it counts as ours."""
+    made = _timestamp(relation.get("createdAt"))
+    return made is None or made >= first_sent - CLOCK_SKEW

@@ -29,6 +29,7 @@ so a rollback is exact and explains itself first:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sqlite3
 import tempfile
@@ -44,6 +45,7 @@ from engine import (
     ConfigError,
     FileLock,
     Record,
+    Shard,
     iter_report,
     journal_intents,
     journal_meta,
@@ -183,28 +185,24 @@ class _Latest:
                     yield source, row
                 last = chunk[-1][0]
 
-    def counts(self) -> tuple[int, int]:
-        """(deletes, restores) the plan holds."""
-        (deletes,) = self._db.execute(
-            "SELECT COUNT(*) FROM latest WHERE outcome = ?", (CREATED,)
-        ).fetchone()
-        (updated,) = self._db.execute(
-            "SELECT COUNT(*) FROM latest WHERE outcome = ?", (UPDATED,)
-        ).fetchone()
-        (noted,) = self._db.execute("SELECT COUNT(*) FROM restores").fetchone()
-        return int(deletes), int(updated) + int(noted)
-
-    def by_location(self) -> dict[str, int]:
-        counts: dict[str, int] = dict(
-            self._db.execute(
-                "SELECT loc, COUNT(*) FROM latest WHERE outcome IN (?, ?) GROUP BY loc",
-                (CREATED, UPDATED),
-            ).fetchall()
-        )
+    def by_location(self) -> dict[str, tuple[int, int]]:
+        """Per location: (deletes, restores)."""
+        counts: dict[str, tuple[int, int]] = {}
+        for location, outcome, count in self._db.execute(
+            "SELECT loc, outcome, COUNT(*) FROM latest WHERE outcome IN (?, ?)"
+            " GROUP BY loc, outcome",
+            (CREATED, UPDATED),
+        ).fetchall():
+            deletes, restores = counts.get(location, (0, 0))
+            if outcome == CREATED:
+                counts[location] = (deletes + count, restores)
+            else:
+                counts[location] = (deletes, restores + count)
         for location, count in self._db.execute(
             "SELECT loc, COUNT(*) FROM restores GROUP BY loc"
         ).fetchall():
-            counts[location] = counts.get(location, 0) + count
+            deletes, restores = counts.get(location, (0, 0))
+            counts[location] = (deletes, restores + count)
         return dict(sorted(counts.items()))
 
     def close(self) -> None:
@@ -222,11 +220,27 @@ def _remove(db: sqlite3.Connection, path: str) -> None:
 class PlannedDeletes:
     """The deletes of a plan, read from its scratch file as they are iterated (re-iterable)."""
 
-    def __init__(self, latest: _Latest, kind: str) -> None:
+    def __init__(self, latest: _Latest, kind: str, shard: Shard | None = None) -> None:
         self._latest = latest
         self._kind = kind
-        deletes, self.restores = latest.counts()
-        self._size = deletes + self.restores
+        self._shard = shard
+        self._counts = {
+            location: counts
+            for location, counts in latest.by_location().items()
+            if shard is None or shard.owns(location)
+        }
+        #: how many of the planned records restore labels (the rest delete)
+        self.restores = sum(restores for _, restores in self._counts.values())
+        self._size = sum(deletes + restores for deletes, restores in self._counts.values())
+
+    @property
+    def by_location(self) -> dict[str, int]:
+        """Planned records per location."""
+        return {location: sum(counts) for location, counts in self._counts.items()}
+
+    def only(self, shard: Shard) -> PlannedDeletes:
+        """The planned records of ``shard``'s locations."""
+        return PlannedDeletes(self._latest, self._kind, shard)
 
     def __len__(self) -> int:
         return self._size
@@ -236,7 +250,8 @@ class PlannedDeletes:
 
     def __iter__(self) -> Iterator[Record]:
         for source, row in self._latest.undone():
-            yield _undo_record(self._kind, source, row)
+            if self._shard is None or self._shard.owns(row["location_id"]):
+                yield _undo_record(self._kind, source, row)
 
     def __repr__(self) -> str:
         return f"<{self._size} planned deletes>"
@@ -311,7 +326,7 @@ class RollbackPlan:
     def by_location(self) -> dict[str, int]:
         """How many definitions (or relations) each location would have deleted or
         relabelled."""
-        return {} if self._latest is None else self._latest.by_location()
+        return self.records.by_location
 
     @property
     def restores(self) -> int:
@@ -333,6 +348,17 @@ class RollbackPlan:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def for_shard(self, shard: Shard) -> RollbackPlan:
+        """The part of the plan a rollback with ``--shard`` carries out: the records and
+        unsettled creates of the shard's locations (the run itself filters by
+        ``RunConfig.shard``; this is what to show before it). It shares this plan's
+        scratch file: close either."""
+        return dataclasses.replace(
+            self,
+            records=self.records.only(shard),
+            unsettled=tuple(u for u in self.unsettled if shard.owns(u.location_id)),
+        )
 
     def check_unchanged(self) -> None:
         """Raise ``ConfigError`` when a report changed since the plan was made."""

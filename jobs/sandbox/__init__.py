@@ -61,8 +61,10 @@ Choices where the real service's behaviour is unpublished:
 * The relation routes' answers carry no ``traceId``.
 * A request dropped by a fault is logged with status 0 (the client saw no status).
 
-Nothing here logs tokens: the request log holds locations, never headers, aiohttp's
-access log is off, and its error log (which quotes malformed headers) is redacted.
+Nothing here logs tokens: the request log holds locations and, of the headers, only the
+User-Agent (it names the sending process: tests of sharded runs check that no location was
+served to two of them); aiohttp's access log is off, and its error log (which quotes
+malformed headers) is redacted.
 
 The modules: ``config`` (settings, counters, the request log's entries), ``store``
 (locations, objects, definitions, their indexes and the create checks), ``ranked`` (creation

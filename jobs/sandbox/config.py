@@ -73,3 +73,5 @@ class LoggedRequest:
     status: int  # 0 when the connection was dropped without an answer
     applied: bool  # whether it changed the store
     faults: tuple[str, ...] = ()  # injected faults: reset, fail, stall, latency, lost_response
+    #: the client's User-Agent, which tells processes apart (not compared: tests match the rest)
+    user_agent: str | None = field(default=None, compare=False)

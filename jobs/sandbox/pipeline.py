@@ -82,6 +82,7 @@ class Pipeline:
                 token_location=None,
                 status=404,
                 applied=False,
+                user_agent=request.headers.get("User-Agent"),
             )
         )
         return error.response()
@@ -104,6 +105,7 @@ class Pipeline:
                         status=ctx.status,
                         applied=ctx.applied,
                         faults=tuple(ctx.faults),
+                        user_agent=request.headers.get("User-Agent"),
                     )
                 )
 

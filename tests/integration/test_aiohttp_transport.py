@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from importlib.metadata import version
 from types import SimpleNamespace
 
 import aiohttp
@@ -19,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from aioresponses import aioresponses
 
 from engine import AttemptTimeout, ConnectFailed, Request, TransportError
-from engine.transport import AiohttpTransport
+from engine.transport import AiohttpTransport, user_agent
 from jobs.sandbox import Sandbox, SandboxConfig
 from tests.fakes import FakeResolver
 
@@ -259,3 +261,21 @@ async def test_a_dropped_delete_is_sent_once_and_reported(transport: AiohttpTran
             await transport.send(replace(delete, params=params))
         assert [e.method for e in sb.log] == ["GET", "DELETE"]
         assert sb.relations("L1") == []
+
+
+async def test_every_request_names_the_tool_its_version_and_the_process() -> None:
+    """User-Agent ``ghl-migrate/VERSION (pid PID)``: a server's log tells processes apart."""
+    async with Sandbox() as sb, AiohttpTransport(timeout=5) as transport:
+        token = sb.issue_token("loc1")
+        await transport.send(
+            request(
+                method="GET",
+                url=f"{sb.url}/associations/",
+                params={"locationId": "loc1", "skip": "0", "limit": "10"},
+                headers={"Authorization": f"Bearer {token}", "Version": "2021-07-28"},
+                json=None,
+            )
+        )
+    expected = f"ghl-migrate/{version('ghl-migrate')} (pid {os.getpid()})"
+    assert user_agent() == expected
+    assert [entry.user_agent for entry in sb.log] == [expected]

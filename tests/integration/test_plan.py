@@ -114,8 +114,8 @@ async def test_each_planned_outcome_and_no_write_sent(
     )
     with open(journal_path(str(report)), "rb") as fh:  # noqa: ASYNC230 - a small local file
         lines = [orjson.loads(line) for line in fh]
-    assert len(lines) == 1  # the description only: a plan notes no intent
     assert lines[0]["plan"] is True
+    assert lines[1:] == [{"end": "run", "rows": len(rows)}]  # a plan notes no intent
 
 
 async def test_plan_reads_exactly_what_a_run_reads(

@@ -277,11 +277,11 @@ def test_cli_refuses_the_guide_routes_and_mixed_kinds(tmp_path: Path) -> None:
     assert "--update-labels changes definitions' labels; relations have none" in err
 
 
-async def test_run_and_rollback_resume_keep_the_jobs_start(
+async def test_run_and_rollback_resume_later_are_the_same_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A resumed run or rollback of relations judges by its first run's start, from the
-    journal, and is not refused as a different run (the clock moved on)."""
+    """A relations run or rollback resumed later (the clock moved on) is not refused as a
+    different run: nothing time-bound is in its identity."""
     clock = iter(range(1_800_000_000, 1_900_000_000, 1000))
     monkeypatch.setattr("jobs.relations.time.time", lambda: float(next(clock)))
     async with Sandbox(SandboxConfig(records=10, rate_limit=0)) as sb:

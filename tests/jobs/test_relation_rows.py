@@ -250,20 +250,27 @@ def test_a_relations_file_reads_with_its_kind_column(tmp_path: Path) -> None:
     ("created_at", "expected"),
     [("2020-01-01T00:00:00.000Z", "exists"), ("2030-01-01T00:00:00.000Z", "created")],
 )
-def test_a_doubtful_create_found_older_than_the_job_is_exists(
+def test_a_doubtful_create_found_older_than_its_first_send_is_exists(
     created_at: str, expected: str
 ) -> None:
-    """After a lost answer, a relation made before the job began is exists, not created."""
-    job = RelationsJob(base_url="http://127.0.0.1:1", since=1_800_000_000)  # 2027-01-15
+    """After a lost answer, or a killed process's noted intent, a relation made before this
+    job first sent its create is exists, not created (the intent keeps that first time)."""
     found = {"relations": [{**FOUND["relations"][0], "createdAt": created_at}]}
-    refused = reply(400, {"message": "duplicate"}, ambiguous=True)
-    outcome, _ = play(
-        job.process(parse(**CREATE), STATE, noted={"action": "create"}), refused, reply(200, found)
-    )
+    refused = reply(400, {"message": "duplicate"})
+    noted = {"action": "create", "first_sent": "1800000000"}  # 2027-01-15
+    steps = JOB.process(parse(**CREATE), STATE, noted=noted)
+    outcome, sent = play(steps, refused, reply(200, found))
     assert outcome.status == expected
+    assert sent[0].write is not None
+    assert sent[0].write.intent["first_sent"] == "1800000000"  # passed on, not now
 
 
-def test_since_is_part_of_the_identity_a_resume_must_share() -> None:
-    """The job's start is in its identity, so the journal keeps it for every resume."""
-    job = RelationsJob(base_url="http://127.0.0.1:1", since=1_800_000_000.7)
-    assert job.identity()["since"] == "1800000000"
+def test_the_first_send_is_noted_with_the_create() -> None:
+    """A create's journal intent says when it was first sent (whole seconds, now)."""
+    import time
+
+    before = int(time.time())
+    steps = JOB.process(parse(**CREATE), STATE, noted={})
+    write = next(steps).write
+    assert write is not None
+    assert before <= int(write.intent["first_sent"]) <= int(time.time())

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.http import SERVER_SOFTWARE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -609,6 +610,7 @@ async def test_admin_endpoints_seed_issue_and_report(http: aiohttp.ClientSession
                 "status": 200,
                 "applied": False,
                 "faults": [],
+                "user_agent": SERVER_SOFTWARE,  # aiohttp's own, as this client sent it
             }
         ]
 
