@@ -335,3 +335,42 @@ async def test_plan_and_validate_know_a_relations_job(tmp_path: Path) -> None:
     problems: list[str] = []
     validate_job((str(path),), problem=lambda o: problems.append(o.error))
     assert problems == ["second_record_id: is required for create"]
+
+
+async def test_shards_of_a_relations_job_merge_and_roll_back(tmp_path: Path) -> None:
+    """Two shards of a relations job, started at different moments, merge into one report,
+    whose rollback (and a rollback of one shard's part) deletes what they created."""
+    from engine import Shard
+    from engine.merge import merge_reports
+
+    async with Sandbox(SandboxConfig(records=5, rate_limit=0)) as sb:
+        locations = [f"L{n}" for n in range(6)]
+        lines = []
+        for location in locations:
+            seed(sb, location)
+            lines += [f"{location},pet_owner,contact-{n},pet-{n}\n" for n in (1, 2)]
+        path = tmp_path / "j.csv"
+        path.write_text(HEADER + "".join(lines), encoding="utf-8")
+        reports = [str(tmp_path / f"shard-{k}.csv") for k in (0, 1)]
+        for k, report in enumerate(reports):
+            config = RunConfig(job_files=(str(path),), report=report, shard=Shard(k, 2))
+            assert set(await run(sb, str(path), **_fields(config))) == {"created"}
+        merged = str(tmp_path / "merged.csv")
+        merge_reports(merged, reports)
+        assert {r["outcome"] for r in read_report(merged)} == {"created"}
+        with plan_rollback([merged]) as plan:
+            assert len(plan.records) == 12
+            part = plan.for_shard(Shard(0, 2))
+            owned = [loc for loc in locations if Shard(0, 2).owns(loc)]
+            assert len(part.records) == 2 * len(owned)
+            assert {r.location_id for r in part.records} == set(owned)
+            result = await rollback_job(
+                plan, RunConfig(job_files=(merged,)), base_url=sb.url, tokens=sb.issue_token
+            )
+            with result:
+                assert set(statuses(result)) == {"deleted"}
+        assert all(sb.relations(loc) == [] for loc in locations)
+
+
+def _fields(config: RunConfig) -> dict[str, object]:
+    return {"report": config.report, "shard": config.shard}
