@@ -7,11 +7,13 @@ Everything a job kind or a library user needs is importable from here.
 from __future__ import annotations
 
 from .checking import CheckSummary, check_job_files
-from .client import Client, Exchange, RunStats, TokenLookup
+from .client import Client, Exchange, RunStats
+from .credentials import Caller, TokenLookup, TokenProvider
 from .errors import (
     AttemptTimeout,
     ConfigError,
     ConnectFailed,
+    CredentialRefused,
     EngineError,
     HTTPStatusError,
     JobFileError,
@@ -45,10 +47,12 @@ __all__ = [
     "RETRYABLE_STATUSES",
     "AiohttpTransport",
     "AttemptTimeout",
+    "Caller",
     "CheckSummary",
     "Client",
     "ConfigError",
     "ConnectFailed",
+    "CredentialRefused",
     "DailyLimitExhausted",
     "EngineError",
     "Exchange",
@@ -85,6 +89,7 @@ __all__ = [
     "StorageError",
     "Summary",
     "TokenLookup",
+    "TokenProvider",
     "Transport",
     "TransportError",
     "Write",

@@ -14,10 +14,15 @@ With the ``engine`` logger at debug level it logs every request decision (sent, 
 failed); the lines carry the record's ``location`` and ``source`` that the runner binds.
 Warnings are for what a person can act on: a request given up on, a location throttled
 below its expected rate.
+
+Tokens come from a lookup or a provider (:mod:`engine.credentials`). A provider may mint a
+location's token by sending requests through ``call`` itself; when a token it gave is
+refused (401), the request is sent once more with a fresh one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections import Counter
@@ -29,6 +34,7 @@ import anyio
 import stamina
 import structlog
 
+from .credentials import TokenLookup, TokenProvider, as_provider
 from .errors import (
     ConnectFailed,
     HTTPStatusError,
@@ -44,8 +50,8 @@ from .transport import Transport
 
 __all__ = ["Client", "Exchange", "RunStats", "TokenLookup"]
 
-#: Returns the token for a location, or None when there is none.
-TokenLookup = Callable[[LocationId], str | None]
+#: the status of an answer that refuses the request's token
+_UNAUTHORIZED = 401
 
 
 @dataclass(slots=True)
@@ -100,14 +106,14 @@ class Client:
         self,
         *,
         transport: Transport,
-        tokens: TokenLookup,
+        tokens: TokenLookup | TokenProvider,
         gates: LocationGates,
         read_rate: Callable[[Response], RateHint],
         policy: RetryPolicy | None = None,
         on_unreachable: Callable[[ConnectFailed], None] | None = None,
     ) -> None:
         self._transport = transport
-        self._tokens = tokens
+        self._tokens = as_provider(tokens)
         self._gates = gates
         self._read_rate = read_rate
         self._policy = policy or RetryPolicy()
@@ -148,11 +154,29 @@ class Client:
         A 2xx/3xx/4xx answer other than 429 is returned as is, for the job kind to judge.
         Raises ``RequestError`` (with ``attempts`` and ``ambiguous`` set) when every attempt
         failed, ``RunStopped`` when the run is stopping, and the limiter's
-        ``DailyLimitExhausted`` when the location's daily budget is spent.
+        ``DailyLimitExhausted`` when the location's daily budget is spent. The token
+        provider may raise ``LocationError`` (no token can be had for this location) and
+        ``CredentialRefused``.
         """
-        token = self._tokens(request.location_id)
+        location = request.location_id
+        token = await self._tokens.token(location, self.call)
         if not token:
-            raise MissingToken(f"no token for location {request.location_id}", request=request)
+            raise MissingToken(f"no token for location {location}", request=request)
+        exchange = await self._call(request, token)
+        if exchange.response.status != _UNAUTHORIZED:
+            return exchange
+        # Refused: expired, say. Ask once for a fresh token, and send once more with it.
+        fresh = await self._tokens.token(location, self.call, refused=token)
+        if not fresh or fresh == token:
+            return exchange
+        again = await self._call(request, fresh)
+        return dataclasses.replace(
+            again,
+            attempts=exchange.attempts + again.attempts,
+            ambiguous=exchange.ambiguous or again.ambiguous,
+        )
+
+    async def _call(self, request: Request, token: str) -> Exchange:
         # The token goes only on this location's own request, and only in this copy.
         signed = request.with_headers({"Authorization": f"Bearer {token}"})
         tries = _Tries(connected=self._connected)

@@ -13,6 +13,7 @@ from typing import TextIO
 
 import structlog
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -151,10 +152,12 @@ def render_summary(
         worst = _top(summary.failed_by_location, 5)
         more = len(summary.failed_by_location) - len(worst)
         # "123 1" would read as one number, or as a location and a count either way round.
+        names = summary.location_names
         out.print(
             "not ok by location: "
             + ", ".join(
-                f"{loc or 'no location_id'} ({n} record{'' if n == 1 else 's'})"
+                f"{loc or 'no location_id'}{_named(names.get(loc))} "
+                f"({n} record{'' if n == 1 else 's'})"
                 for loc, n in worst.items()
             )
             + (f" … and {more} more location{'' if more == 1 else 's'}" if more > 0 else "")
@@ -179,6 +182,8 @@ def render_summary(
             f"[red]stopped: {summary.unreachable} ({sent}); records not sent are 'not_run'; "
             "check the address and the network, then --resume[/]"
         )
+    elif summary.credential_refused:
+        out.print(f"[red]stopped: {escape(summary.credential_refused)}[/]")
     elif summary.stopped:
         out.print("[yellow]stopped early: records not sent are 'not_run'; --resume continues[/]")
     if summary.shard:
@@ -196,6 +201,11 @@ def render_summary(
         else "[red]some records need attention[/]"
     )
     out.print(verdict)
+
+
+def _named(name: str | None) -> str:
+    """`` "Name"`` to follow a location id, or nothing when its name is not known."""
+    return f' "{escape(name)}"' if name else ""
 
 
 def _top(counts: Mapping[str, int], n: int) -> dict[str, int]:

@@ -13,6 +13,7 @@
       ├─ DailyLimitExhausted  the location's daily budget is spent: its records are ``not_run``
       ├─ LocationError        a location cannot be worked on: each of its records fails
       ├─ Planned              a plan reached a write: not sent; the record gets its plan
+      ├─ CredentialRefused    the credential tokens are minted with was refused: sending stops
       └─ RequestError         carries .request, .attempts, .ambiguous
            ├─ MissingToken    no token for the request's location → never sent
            ├─ TransportError  reset, dropped, timed out → retryable; it may have reached
@@ -35,6 +36,7 @@ __all__ = [
     "AttemptTimeout",
     "ConfigError",
     "ConnectFailed",
+    "CredentialRefused",
     "DailyLimitExhausted",
     "EngineError",
     "HTTPStatusError",
@@ -130,6 +132,16 @@ class LocationError(EngineError):
         self.http_status = http_status
         self.attempts = attempts
         super().__init__(message)
+
+
+class CredentialRefused(EngineError):
+    """The credential that every location's token is minted with (an agency token) was
+    refused: nothing more can be sent until it is renewed.
+
+    Raised by a token provider (:mod:`engine.credentials`). The run stops sending, settles
+    its report (records not sent are ``not_run``) and gives this message as the reason;
+    a resume with a renewed credential finishes the job.
+    """
 
 
 class RequestError(EngineError):

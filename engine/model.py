@@ -65,10 +65,15 @@ class Request:
     params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
+    #: a body already encoded (a form, say; its ``Content-Type`` goes in ``headers``);
+    #: sent instead of ``json``
+    content: bytes | None = None
 
     @property
     def body(self) -> bytes | None:
-        """The JSON body, serialised, or None."""
+        """The body to send: ``content``, else the JSON body serialised, else None."""
+        if self.content is not None:
+            return self.content
         return None if self.json is None else orjson.dumps(self.json)
 
     def with_headers(self, extra: Mapping[str, str]) -> Request:

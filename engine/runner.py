@@ -32,7 +32,10 @@ record, in input order.
 A host that cannot be reached (the client says so once a request has used up its attempts
 without ever connecting) stops the run the same way, with one message naming the host and
 the cause; its records are ``not_run`` with that reason, and when nothing at all reached
-the server the exit code is 2, as for any run that sent nothing.
+the server the exit code is 2, as for any run that sent nothing. A refused credential
+(``CredentialRefused``, from a token provider: an expired agency token) stops it the same
+way, its message the records' reason and the summary's; the exit code is 2, since it must
+be renewed before a resume can finish the job.
 
 Each record is processed with ``location`` and ``source`` bound in structlog's context
 variables (each worker is its own task, so they never mix), so every line logged about a
@@ -56,10 +59,12 @@ import anyio
 import structlog
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from .client import Client, Exchange, TokenLookup
+from .client import Client, Exchange
+from .credentials import TokenLookup, TokenProvider
 from .errors import (
     ConfigError,
     ConnectFailed,
+    CredentialRefused,
     HTTPStatusError,
     LocationError,
     RequestError,
@@ -157,6 +162,11 @@ class Summary:
     #: the shard this run did ("2/4"), and how many of the job's records other shards own
     shard: str | None = None
     other_shards: int = 0
+    #: why the run stopped early because the credential tokens are minted with was
+    #: refused ("" when it was not)
+    credential_refused: str = ""
+    #: names of locations where known (id -> name), for showing beside their ids
+    location_names: Mapping[str, str] = field(default_factory=dict)
 
 
 class RunResult:
@@ -231,7 +241,7 @@ class Runner:
         kind: JobKind,
         config: RunConfig,
         *,
-        tokens: TokenLookup,
+        tokens: TokenLookup | TokenProvider,
         transport: Transport | None = None,
         observer: Observer | None = None,
         records: Iterable[Record] | None = None,
@@ -246,6 +256,7 @@ class Runner:
         self._clock = clock
         self._state = _State.NEW
         self._stopping = False
+        self._refused = ""  # why the credential tokens are minted with was refused, once known
         self._processed = 0
         self._pending = 0
         self._pending_statuses: set[str] = set()
@@ -463,6 +474,20 @@ class Runner:
             return Outcome(
                 record=record, status=NOT_RUN, error=self._stop_reason("stopped before it was sent")
             )
+        except CredentialRefused as exc:  # nothing more can be sent: stop, and say why
+            if not self._refused:
+                self._refused = str(exc)
+                log.error("stopping: the credential was refused", reason=str(exc))
+            self.stop()
+            return Outcome(record=record, status=NOT_RUN, error=f"not sent: {exc}")
+        except LocationError as exc:  # no token could be had for this location
+            return Outcome(
+                record=record,
+                status=FAILED,
+                http_status=exc.http_status,
+                attempts=exc.attempts,
+                error=str(exc),
+            )
         except StorageError as exc:  # the journal could not note the write: never sent
             self._storage_failed(exc)
             return Outcome(record=record, status=NOT_RUN, error=f"not sent: {exc}")
@@ -484,8 +509,9 @@ class Runner:
 
     def _stop_reason(self, default: str) -> str:
         """The error of a record not run because the run stopped: the host that cannot be
-        reached, or ``default``."""
-        return f"not sent: {self._unreachable}" if self._unreachable else default
+        reached, the refused credential, or ``default``."""
+        reason = self._unreachable or self._refused
+        return f"not sent: {reason}" if reason else default
 
     def _record(self, pos: int, outcome: Outcome) -> None:
         assert self._store is not None
@@ -560,7 +586,9 @@ class Runner:
         stats = self._client.stats if self._client is not None else None
         requests = stats.requests if stats else 0
         # Nothing reached the server: the same exit code as any other run that sent nothing.
-        exit_code = 2 if self._unreachable and not requests else 0 if set(counts) <= ok else 1
+        # A refused credential must be renewed before a resume: like a usage error, exit 2.
+        stuck = self._refused or (self._unreachable and not requests)
+        exit_code = 2 if stuck else 0 if set(counts) <= ok else 1
         summary = Summary(
             total=len(store),
             processed=self._processed,
@@ -581,6 +609,7 @@ class Runner:
             pending=self._pending,
             shard=None if self._config.shard is None else str(self._config.shard),
             other_shards=self._others,
+            credential_refused=self._refused,
         )
         if self._config.junit is not None:
             self._write_junit(self._config.junit, store, summary, ok)
@@ -617,7 +646,7 @@ async def run(
     kind: JobKind,
     config: RunConfig,
     *,
-    tokens: TokenLookup,
+    tokens: TokenLookup | TokenProvider,
     transport: Transport | None = None,
     observer: Observer | None = None,
     records: Iterable[Record] | None = None,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import orjson
 import structlog
 
-from .client import TokenLookup
+from .credentials import TokenLookup
 from .errors import ConfigError
 from .source import decode_text
 
