@@ -12,17 +12,29 @@ It fakes, over one in-memory store per location:
 * ``GET /objects/`` (standard ``contact``, ``opportunity``, ``business`` plus the
   configured custom objects) and two SYSTEM_DEFINED associations per location,
   ``OPPORTUNITIES_CONTACTS_ASSOCIATION`` and ``BUSINESSES_CONTACTS_ASSOCIATION``;
-* the ``Version`` header, bearer tokens that each work for one location only, the
-  per-location burst and daily rate limits with their ``X-RateLimit-*`` headers, and
-  seeded faults: resets, 5xx (sometimes a proxy's HTML page), stalls, latency and lost
-  responses (the write is applied, the answer never arrives).
+* agencies (``apps/oauth.json``, ``apps/locations.json``): companies owning sub-accounts
+  (each with a name), the app's installations, a company (agency) token per company,
+  ``POST /oauth/locationToken`` (form-urlencoded ``companyId``, ``locationId``) minting
+  location tokens that expire after ``token_lifetime`` seconds, ``GET /locations/search``
+  and ``GET /oauth/installedLocations``; see :mod:`.agency`;
+* the ``Version`` header, bearer tokens that each work for one location only (or, the
+  agency token, on the agency routes only), scopes of agency and minted tokens, the burst
+  and daily rate limits of each resource (a location, or a company) with their
+  ``X-RateLimit-*`` headers, and seeded faults: resets, 5xx (sometimes a proxy's HTML
+  page), stalls, latency and lost responses (the write is applied, the answer never
+  arrives).
 
 Every request goes through these steps, and the first that fails answers:
 
 1. routing: unknown path or method → 404 ``Cannot GET /path`` (nothing else is checked);
 2. ``Version: 2021-07-28`` → else 401 ``version header was not found.``;
-3. ``Authorization: Bearer <token>`` → missing 401 ``Unauthorized``, unknown 401 ``Invalid JWT``;
-4. rate limits of the token's location → 429 (only admitted requests are counted);
+3. ``Authorization: Bearer <token>`` → missing 401 ``Unauthorized``, unknown or expired 401
+   ``Invalid JWT``; a token of the wrong class for the route (the agency token on a
+   location's route, a location token on ``/oauth/...``) 401 ``This AuthClass is not yet
+   supported``; a scope the route needs (the spec's ``security``) that an agency or minted
+   token lacks 401 ``The token is not authorized for this scope.``;
+4. rate limits of the token's resource (its location, or its company) → 429 (only admitted
+   requests are counted);
 5. faults, in this order: reset, 5xx, stall, latency;
 6. body parsing (invalid JSON → 400), then the location guard: a ``locationId`` in the
    query or body that is not the token's location → 403 (and counted);
@@ -60,6 +72,23 @@ Choices where the real service's behaviour is unpublished:
   one id, as Express's query parser reads it, so it matches nothing.
 * The relation routes' answers carry no ``traceId``.
 * A request dropped by a fault is logged with status 0 (the client saw no status).
+* Agencies. The spec lists 400, 401 and 422 for ``POST /oauth/locationToken`` and names
+  none of the cases; the sandbox answers: a location outside the token's company (or
+  unknown) 403 ``The token does not have access to this location.`` (the text the service
+  uses for a location token on another location); a ``companyId`` other than the token's
+  403 ``The token does not have access to this company.`` (so do the listing routes); a
+  location where the app is not installed 400 ``The app is not installed in this
+  location.``; a body that is not a form (JSON, say) or lacks a field 422 with NestJS
+  messages (``companyId must be a string``). An expired agency or minted token is 401
+  ``Invalid JWT`` like an unknown one. A mint answers 200 ``{access_token, token_type,
+  expires_in, scope, locationId, userId, appId}``; each mint makes a new token and earlier
+  ones stay valid until they expire. ``/locations/search`` takes a location token too (it
+  sees its own location only); its ``limit`` defaults to 10, ``installedLocations``'s to
+  20, and both pages hold at most ``page_cap``. ``installedLocations`` with an unknown
+  ``appId`` is 400 ``App not found``; ``isInstalled=true`` keeps the installed locations,
+  otherwise all are listed with their flag. Minting is a write (a lost-response fault may
+  mint and drop the answer). Agency tokens start ``agy-``, minted ones ``lat-``,
+  private integration tokens ``pit-`` (the error log redacts all three).
 
 Nothing here logs tokens: the request log holds locations and, of the headers, only the
 User-Agent (it names the sending process: tests of sharded runs check that no location was
@@ -69,17 +98,26 @@ malformed headers) is redacted.
 The modules: ``config`` (settings, counters, the request log's entries), ``store``
 (locations, objects, definitions, their indexes and the create checks), ``ranked`` (creation
 order with positional paging in O(log n)), ``relation_store`` (records, relations, their
-indexes and write counts), ``limits`` (step 4), ``faults`` (steps 5 and 9), ``validation``
-(steps 6 and 7), ``pipeline`` (steps 1 to 9 around each handler), ``endpoints`` and
-``relation_endpoints`` (the routes and their handlers), ``responses`` (NestJS-shaped
-answers), ``server`` (:class:`Sandbox`) and ``process`` (:func:`serve`, for the CLI, and
-:class:`ServeError`).
+indexes and write counts), ``agency`` (companies, installations, minted tokens, who a
+token speaks for; step 3), ``limits`` (step 4), ``faults`` (steps 5 and 9), ``validation``
+(steps 6 and 7), ``pipeline`` (steps 1 to 9 around each handler), ``endpoints``,
+``relation_endpoints`` and ``agency_endpoints`` (the routes and their handlers),
+``responses`` (NestJS-shaped answers), ``server`` (:class:`Sandbox`) and ``process``
+(:func:`serve`, for the CLI, and :class:`ServeError`).
 """
 
 from __future__ import annotations
 
 from .config import LoggedRequest, SandboxConfig, SandboxStats
-from .process import ServeError, serve
+from .process import AgencySetup, ServeError, serve
 from .server import Sandbox
 
-__all__ = ["LoggedRequest", "Sandbox", "SandboxConfig", "SandboxStats", "ServeError", "serve"]
+__all__ = [
+    "AgencySetup",
+    "LoggedRequest",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxStats",
+    "ServeError",
+    "serve",
+]

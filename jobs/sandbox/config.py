@@ -32,7 +32,19 @@ class SandboxConfig:
     records: int = 0  # generated records per object per location: contact-1 .. contact-N
     relation_status: int = 201  # a relation create's success status (the field has seen 200)
     wrap_relation: bool = False  # answer a relation create as {"relation": {...}}
-    clock: Callable[[], float] = time.monotonic  # seconds, for the rate windows
+    clock: Callable[[], float] = time.monotonic  # seconds, for rate windows and token expiry
+    #: seconds a location token minted with an agency token lives (the service: 86399)
+    token_lifetime: float = 86_399.0
+    #: the Marketplace app every company token and minted token belongs to
+    app_id: str = "sandbox-app"
+    #: what the app may do in a location where it is installed (its minted tokens' scopes)
+    app_scopes: tuple[str, ...] = (
+        "associations.readonly",
+        "associations.write",
+        "associations/relation.readonly",
+        "associations/relation.write",
+        "objects/schema.readonly",
+    )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -49,6 +61,8 @@ class SandboxStats:
     relation_creates_applied: int = 0
     relation_deletes_applied: int = 0  # DELETE /associations/relations/{id}
     relation_cascade_deletes: int = 0  # relations deleted with their definition
+    #: location -> how many tokens were minted for it with an agency token
+    tokens_minted: dict[str, int] = field(default_factory=dict)
     #: location -> key -> {"created": n, "deleted": m}: the creates and deletes the API
     #: applied to each key over the sandbox's life (lost responses included, seeds not).
     #: A key can be live once at most, so ``created - deleted`` above 1 means a duplicate.
@@ -75,3 +89,7 @@ class LoggedRequest:
     faults: tuple[str, ...] = ()  # injected faults: reset, fail, stall, latency, lost_response
     #: the client's User-Agent, which tells processes apart (not compared: tests match the rest)
     user_agent: str | None = field(default=None, compare=False)
+    #: the company of an agency token (then ``token_location`` is None)
+    token_company: str | None = None
+    #: which kind of token authenticated it: "pit", "minted" or "agency" (None: none did)
+    token_kind: str | None = None

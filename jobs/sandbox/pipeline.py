@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .agency import Agencies, Audience, Principal, audience_of, check_access, required_scope
 from .config import LoggedRequest, SandboxConfig, SandboxStats
 from .faults import FaultDice, drop_connection, gateway_error
 from .limits import RateLimiter
@@ -35,6 +36,7 @@ class Context:
     path: str
     location_id: str | None = None
     token_location: str | None = None
+    principal: Principal | None = None
     status: int = 0
     applied: bool = False
     faults: list[str] = field(default_factory=list)
@@ -52,9 +54,11 @@ class Pipeline:
         store: Store,
         stats: SandboxStats,
         log: list[LoggedRequest],
+        agencies: Agencies,
     ) -> None:
         self._config = config
         self._store = store
+        self._agencies = agencies
         self._stats = stats
         self._log = log
         self._limiter = RateLimiter(config)
@@ -87,15 +91,18 @@ class Pipeline:
         )
         return error.response()
 
-    def wrap(self, endpoint: Endpoint) -> Handler:
-        """The aiohttp handler that runs ``endpoint`` through the pipeline, counted and logged."""
+    def wrap(self, endpoint: Endpoint, *, method: str, path: str) -> Handler:
+        """The aiohttp handler that runs ``endpoint`` (the route ``method path``) through
+        the pipeline, counted and logged."""
+        audience, scope = audience_of(path), required_scope(method, path)
 
         async def handle(request: web.Request) -> web.StreamResponse:
             ctx = Context(request.method, request.path)
             self._stats.requests += 1
             try:
-                return await self._run(request, ctx, endpoint)
+                return await self._run(request, ctx, endpoint, audience, scope)
             finally:
+                principal = ctx.principal
                 self._log.append(
                     LoggedRequest(
                         method=ctx.method,
@@ -106,17 +113,23 @@ class Pipeline:
                         applied=ctx.applied,
                         faults=tuple(ctx.faults),
                         user_agent=request.headers.get("User-Agent"),
+                        token_company=principal.company_id if principal else None,
+                        token_kind=principal.kind if principal else None,
                     )
                 )
 
         return handle
 
-    async def _run(self, request: web.Request, ctx: Context, endpoint: Endpoint) -> web.Response:
+    async def _run(
+        self, request: web.Request, ctx: Context, endpoint: Endpoint, audience: Audience, scope: str
+    ) -> web.Response:
         """Steps 2 to 9 of the package docs."""
         headers: dict[str, str] = {}
         try:
-            ctx.token_location = self._authenticate(request)
-            admitted, headers = self._limiter.admit(ctx.token_location)
+            ctx.principal = principal = self._authenticate(request)
+            ctx.token_location = principal.location_id
+            check_access(principal, audience, scope)
+            admitted, headers = self._limiter.admit(principal.budget)
             if not admitted:
                 self._stats.throttled += 1
                 raise ApiError(429, "Too Many Requests", error=None)
@@ -153,14 +166,14 @@ class Pipeline:
         ctx.faults.append(kind)
         self._stats.faults_injected[kind] = self._stats.faults_injected.get(kind, 0) + 1
 
-    def _authenticate(self, request: web.Request) -> str:
-        """The location of the request's token, after the Version header check."""
+    def _authenticate(self, request: web.Request) -> Principal:
+        """Who the request's token speaks for, after the Version header check."""
         if request.headers.get("Version") != _API_VERSION:
             raise ApiError(401, "version header was not found.")
         scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not credentials.strip():
             raise ApiError(401, "Unauthorized", error=None)
-        location_id = self._store.tokens.get(credentials.strip())
-        if location_id is None:
+        principal = self._agencies.principal(credentials.strip())
+        if principal is None:  # unknown, or expired
             raise ApiError(401, "Invalid JWT")
-        return location_id
+        return principal

@@ -16,11 +16,23 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .config import SandboxConfig
 from .server import Sandbox
 
-__all__ = ["ServeError", "serve"]
+__all__ = ["AgencySetup", "ServeError", "serve"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgencySetup:
+    """A company to create at start: ``count`` sub-accounts, the app installed in all but
+    the last ``not_installed``; its agency token is written to ``token_file`` (mode 0600)."""
+
+    company_id: str
+    count: int
+    not_installed: int = 0
+    token_file: str | None = None
 
 
 class ServeError(Exception):
@@ -34,17 +46,25 @@ def serve(
     port: int = 8765,
     locations: Sequence[str] = (),
     tokens_file: str | None = None,
+    agency: AgencySetup | None = None,
     ready: Callable[[str], None] | None = None,
 ) -> None:
     """Run a sandbox until SIGINT or SIGTERM (blocking).
 
     Issues tokens for ``locations`` and, if ``tokens_file`` is given, writes them there as
-    CSV (header ``location_id,token``, mode 0600) before calling ``ready(url)``. Raises
-    ``ServeError`` when it cannot listen on host:port or write the tokens file.
+    CSV (header ``location_id,token``, mode 0600), and creates the ``agency`` company,
+    before calling ``ready(url)``. Raises ``ServeError`` when it cannot listen on host:port
+    or write the tokens files.
     """
     asyncio.run(
         _serve(
-            config, host=host, port=port, locations=locations, tokens_file=tokens_file, ready=ready
+            config,
+            host=host,
+            port=port,
+            locations=locations,
+            tokens_file=tokens_file,
+            agency=agency,
+            ready=ready,
         )
     )
 
@@ -56,10 +76,17 @@ async def _serve(
     port: int,
     locations: Sequence[str],
     tokens_file: str | None,
+    agency: AgencySetup | None,
     ready: Callable[[str], None] | None,
 ) -> None:
     sandbox = Sandbox(config)
     tokens = {location: sandbox.issue_token(location) for location in locations}
+    agency_token = ""
+    if agency is not None:
+        agency_token = sandbox.add_company(agency.company_id, count=agency.count)
+        made = sandbox.company_locations(agency.company_id)
+        for item in made[len(made) - agency.not_installed :] if agency.not_installed else ():
+            sandbox.install(item["id"], installed=False)
     try:
         url = await sandbox.start(host, port)
     except OSError as exc:
@@ -73,6 +100,13 @@ async def _serve(
                 _write_tokens(tokens_file, tokens)
             except OSError as exc:
                 raise ServeError(_tokens_file_error(exc, tokens_file)) from None
+        if agency is not None and agency.token_file is not None:
+            try:
+                _write_private(agency.token_file, agency_token + "\n")
+            except OSError as exc:
+                raise ServeError(
+                    _tokens_file_error(exc, agency.token_file, what="agency token file")
+                ) from None
         for sig in (signal.SIGINT, signal.SIGTERM):
             # not possible off the main thread or on Windows: then Ctrl-C ends asyncio.run
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -87,14 +121,25 @@ async def _serve(
         await sandbox.aclose()
 
 
-def _write_tokens(path: str, tokens: dict[str, str]) -> None:
-    """Write ``location_id,token`` rows readable by the owner only."""
+def _open_private(path: str) -> int:
+    """A file descriptor for writing ``path`` from scratch, readable by the owner only."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already existed
-    with os.fdopen(fd, "w", newline="", encoding="utf-8") as file:
+    return fd
+
+
+def _write_tokens(path: str, tokens: dict[str, str]) -> None:
+    """Write ``location_id,token`` rows readable by the owner only."""
+    with os.fdopen(_open_private(path), "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["location_id", "token"])
         writer.writerows(tokens.items())
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` to a file readable by the owner only."""
+    with os.fdopen(_open_private(path), "w", encoding="utf-8") as file:
+        file.write(text)
 
 
 def _listen_error(exc: OSError, host: str, port: int) -> str:
@@ -116,14 +161,14 @@ def _listen_error(exc: OSError, host: str, port: int) -> str:
     return f"cannot listen on {where}: {exc.strerror or exc}"
 
 
-def _tokens_file_error(exc: OSError, path: str) -> str:
+def _tokens_file_error(exc: OSError, path: str, *, what: str = "tokens file") -> str:
     folder = os.path.dirname(path) or "."
     if isinstance(exc, FileNotFoundError):
-        return f"cannot write tokens file {path}: folder {folder} does not exist"
+        return f"cannot write {what} {path}: folder {folder} does not exist"
     if isinstance(exc, NotADirectoryError):
-        return f"cannot write tokens file {path}: {folder} is not a folder"
+        return f"cannot write {what} {path}: {folder} is not a folder"
     if isinstance(exc, IsADirectoryError):
-        return f"cannot write tokens file {path}: it is a folder"
+        return f"cannot write {what} {path}: it is a folder"
     if isinstance(exc, PermissionError):
-        return f"cannot write tokens file {path}: permission denied"
-    return f"cannot write tokens file {path}: {exc.strerror or exc}"
+        return f"cannot write {what} {path}: permission denied"
+    return f"cannot write {what} {path}: {exc.strerror or exc}"

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from .agency import AGENCY_SCOPES, Agencies
+from .agency_endpoints import AgencyEndpoints
 from .config import LoggedRequest, SandboxConfig, SandboxStats
 from .endpoints import Endpoints
 from .pipeline import Pipeline
@@ -27,7 +29,9 @@ from .validation import admin_body, body_fields
 __all__ = ["Sandbox"]
 
 # aiohttp logs a malformed request with its raw bytes, headers included: redact credentials
-_CREDENTIALS = re.compile(r"(?i)(authorization:\s*|bearer\s+)(?:bearer\s+)?[^\s'\"\\]+|pit-[\w-]+")
+_CREDENTIALS = re.compile(
+    r"(?i)(authorization:\s*|bearer\s+)(?:bearer\s+)?[^\s'\"\\]+|(?:pit|agy|lat)-[\w-]+"
+)
 
 
 class _Redact(logging.Filter):
@@ -58,8 +62,10 @@ class Sandbox:
         self.stats = SandboxStats()
         self.log: list[LoggedRequest] = []
         self._store = Store(config)
-        self._pipeline = Pipeline(config, self._store, self.stats, self.log)
+        self._agencies = Agencies(config, self._store, self.stats)
+        self._pipeline = Pipeline(config, self._store, self.stats, self.log, self._agencies)
         self._endpoints = Endpoints(config, self._store, self.stats)
+        self._agency_endpoints = AgencyEndpoints(config, self._agencies)
         self._relations = RelationStore(config, self._store, self.stats)
         self._store.on_delete.append(self._relations.drop_association)
         self._relation_endpoints = RelationEndpoints(
@@ -120,6 +126,55 @@ class Sandbox:
     def issue_token(self, location_id: str) -> str:
         """The token of a location, creating the location on first use."""
         return self._store.location(location_id).token
+
+    def add_company(
+        self,
+        company_id: str,
+        locations: Sequence[str] = (),
+        *,
+        count: int = 0,
+        names: Mapping[str, str] | None = None,
+        not_installed: Iterable[str] = (),
+        scopes: Iterable[str] = AGENCY_SCOPES,
+    ) -> str:
+        """Make a company (an agency) owning ``locations`` and ``count`` generated
+        sub-accounts (named, with ids and names that repeat from run to run), the app
+        installed in each but ``not_installed``; answer its agency token. Called again, it
+        adds sub-accounts. ValueError for a location of another company."""
+        company = self._agencies.add_company(
+            company_id,
+            locations,
+            count=count,
+            names=names,
+            not_installed=not_installed,
+            scopes=scopes,
+        )
+        assert company.token is not None
+        return company.token
+
+    def company_locations(self, company_id: str) -> list[dict[str, str]]:
+        """The company's sub-accounts, oldest first: ``{"id", "name"}``."""
+        company = self._agencies.companies[company_id]
+        return [{"id": loc.id, "name": loc.name} for loc in self._agencies.locations_of(company)]
+
+    def install(
+        self, location_id: str, *, installed: bool = True, scopes: Iterable[str] | None = None
+    ) -> None:
+        """Install the app in a company's location, with ``scopes`` (default: the app's
+        ``app_scopes``), or uninstall it."""
+        self._agencies.install(location_id, installed=installed, scopes=scopes)
+
+    def expire_agency_token(self, company_id: str) -> None:
+        """The company's agency token stops working, as at the end of its life (401)."""
+        self._agencies.expire(company_id)
+
+    def renew_agency_token(self, company_id: str) -> str:
+        """A new agency token for the company (the old one stops working)."""
+        return self._agencies.renew(company_id)
+
+    def minted_tokens(self) -> list[str]:
+        """Every location token minted so far (for tests that look for leaks)."""
+        return self._agencies.minted_tokens()
 
     def add_association(
         self,
@@ -242,8 +297,16 @@ class Sandbox:
 
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._pipeline.unknown_routes])
-        for method, path, endpoint in self._endpoints.routes() + self._relation_endpoints.routes():
-            app.router.add_route(method, path, self._pipeline.wrap(endpoint))
+        routes = (
+            self._endpoints.routes()
+            + self._relation_endpoints.routes()
+            + self._agency_endpoints.routes()
+        )
+        for method, path, endpoint in routes:
+            handler = self._pipeline.wrap(endpoint, method=method, path=path)
+            app.router.add_route(method, path, handler)
+        app.router.add_post("/_sandbox/companies", self._admin_companies)
+        app.router.add_post("/_sandbox/companies/{company_id}/{action}", self._admin_company_token)
         app.router.add_post("/_sandbox/tokens", self._admin_tokens)
         app.router.add_post("/_sandbox/associations", self._admin_associations)
         app.router.add_post("/_sandbox/records", self._admin_records)
@@ -261,6 +324,52 @@ class Sandbox:
         if not isinstance(locations, list) or not all(isinstance(x, str) and x for x in locations):
             return ApiError(400, "locations must be a list of location ids").response()
         return json_response({"tokens": {loc: self.issue_token(loc) for loc in locations}})
+
+    async def _admin_companies(self, request: web.Request) -> web.Response:
+        body = await admin_body(request)
+        company_id, locations = body.get("companyId"), body.get("locations", [])
+        count, names = body.get("count", 0), body.get("names", {})
+        not_installed = body.get("notInstalled", [])
+        problems = []
+        if not isinstance(company_id, str) or not company_id:
+            problems.append("companyId must be a string")
+        for name, value in (("locations", locations), ("notInstalled", not_installed)):
+            if not isinstance(value, list) or not all(isinstance(x, str) and x for x in value):
+                problems.append(f"{name} must be a list of location ids")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            problems.append("count must be a whole number")
+        if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+            problems.append("names must map location ids to names")
+        unknown = sorted(set(body) - {"companyId", "locations", "count", "names", "notInstalled"})
+        problems += [f"property {name} should not exist" for name in unknown]
+        if problems or not isinstance(company_id, str):
+            return ApiError(400, problems).response()
+        try:
+            token = self.add_company(
+                company_id, locations, count=count, names=names, not_installed=not_installed
+            )
+        except ValueError as exc:
+            return ApiError(400, str(exc)).response()
+        return json_response(
+            {
+                "companyId": company_id,
+                "token": token,
+                "appId": self.config.app_id,
+                "locations": self.company_locations(company_id),
+            }
+        )
+
+    async def _admin_company_token(self, request: web.Request) -> web.Response:
+        company_id, action = request.match_info["company_id"], request.match_info["action"]
+        if company_id not in self._agencies.companies:
+            return ApiError(404, f"unknown company {company_id}").response()
+        if action == "expire":
+            self.expire_agency_token(company_id)
+            return json_response({"companyId": company_id, "expired": True})
+        if action == "renew":
+            token = self.renew_agency_token(company_id)
+            return json_response({"companyId": company_id, "token": token})
+        return ApiError(404, f"unknown action {action}: expire or renew").response()
 
     async def _admin_associations(self, request: web.Request) -> web.Response:
         body = await admin_body(request)

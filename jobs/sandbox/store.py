@@ -114,6 +114,8 @@ class Location:
     id: str
     token: str
     objects: dict[str, Object]
+    name: str = ""  # the sub-account's name (agency companies name theirs)
+    company_id: str | None = None  # the company (agency) it belongs to, if any
     _by_id: dict[str, Association] = field(default_factory=dict, init=False)  # creation order
     _by_key: dict[str, Association] = field(default_factory=dict, init=False)
     _by_sides: dict[Sides, Association] = field(default_factory=dict, init=False)

@@ -516,6 +516,7 @@ async def test_lost_response_applies_the_change(http: aiohttp.ClientSession) -> 
             status=0,
             applied=True,
             faults=("lost_response",),
+            token_kind="pit",
         )
         status, _, _ = await call(
             http, sb, "GET", "/associations/key/owner_pet?locationId=L1", token=token
@@ -611,6 +612,8 @@ async def test_admin_endpoints_seed_issue_and_report(http: aiohttp.ClientSession
                 "applied": False,
                 "faults": [],
                 "user_agent": SERVER_SOFTWARE,  # aiohttp's own, as this client sent it
+                "token_company": None,
+                "token_kind": "pit",
             }
         ]
 
