@@ -246,8 +246,10 @@ class Runner:
         observer: Observer | None = None,
         records: Iterable[Record] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        gates: LocationGates | None = None,
     ) -> None:
         self._kind = kind
+        self._gates = gates
         self._given = records
         self._config = config
         self._tokens = tokens
@@ -337,7 +339,7 @@ class Runner:
         self._client = Client(
             transport=transport,
             tokens=self._tokens,
-            gates=LocationGates(rate, interval),
+            gates=self._gates or LocationGates(rate, interval),
             read_rate=self._kind.read_rate,
             policy=self._config.retry,
             on_unreachable=self._cannot_reach,
@@ -650,12 +652,20 @@ async def run(
     transport: Transport | None = None,
     observer: Observer | None = None,
     records: Iterable[Record] | None = None,
+    gates: LocationGates | None = None,
 ) -> RunResult:
     """Run one job to the end and return the summary and every outcome.
 
     The records come from ``config.job_files``, or from ``records`` when given (the job
-    files then only name the run in its journal)."""
+    files then only name the run in its journal). ``gates``: the budgets to pace with, when
+    requests made before the run (listing what to work on, say) spent some of them."""
     runner = Runner(
-        kind, config, tokens=tokens, transport=transport, observer=observer, records=records
+        kind,
+        config,
+        tokens=tokens,
+        transport=transport,
+        observer=observer,
+        records=records,
+        gates=gates,
     )
     return await runner.run()
