@@ -19,25 +19,32 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from engine import (
+    AiohttpTransport,
     CheckSummary,
     ConfigError,
     FileLock,
+    JobKind,
+    LocationGates,
     Observer,
     Outcome,
     RunConfig,
     RunResult,
     TokenLookup,
+    TokenProvider,
     Transport,
     check_job_files,
     load_tokens,
     run,
 )
 
+from .agency import AgencyCredential, AgencyTokens
 from .associations import AssociationsJob
+from .directory import Directory, LocationSelector, find_selectors
 from .highlevel import DEFAULT_BASE_URL
 from .kinds import RELATIONS, detect_kind, job_kind
 from .plan import PlanResult, drift_of
@@ -45,7 +52,7 @@ from .rollback import RollbackPlan
 from .routes import Api
 from .sandbox import Sandbox, SandboxConfig
 
-__all__ = ["plan_job", "rollback_job", "run_job", "validate_job"]
+__all__ = ["AgencyCredential", "plan_job", "rollback_job", "run_job", "validate_job"]
 
 
 async def run_job(
@@ -54,7 +61,8 @@ async def run_job(
     api: Api | str = Api.ASSOCIATIONS,
     base_url: str = DEFAULT_BASE_URL,
     tokens_file: str | None = None,
-    tokens: TokenLookup | None = None,
+    tokens: TokenLookup | TokenProvider | None = None,
+    agency: AgencyCredential | None = None,
     sandbox: SandboxConfig | None = None,
     update_labels: bool = False,
     transport: Transport | None = None,
@@ -67,14 +75,25 @@ async def run_job(
     routes, and ``update_labels`` for relations raise ``ConfigError`` before anything is sent.
 
     Tokens come from ``tokens`` (a function of the location id), else ``tokens_file``, else
-    the ``GHL_TOKEN_<LOCATION_ID>`` / ``GHL_TOKEN`` environment variables. With ``sandbox``
-    the job runs against an embedded fake API on 127.0.0.1 that issues a token for every
-    location it is asked about; ``base_url`` and tokens are then ignored. With
-    ``update_labels`` a definition whose key and objects match a row but whose labels differ
-    gets the row's labels (``updated``); without it, it stays as it is (``exists``).
+    the ``GHL_TOKEN_<LOCATION_ID>`` / ``GHL_TOKEN`` environment variables. With ``agency``
+    (see :mod:`jobs.agency`), every location without a token of its own gets one minted
+    with the agency token, and a template may say ``"locations": "all"`` (see
+    :mod:`jobs.directory`); ``tokens`` may also be a whole token provider, used as it is.
+    With ``sandbox`` the job runs against an embedded fake API on 127.0.0.1 that issues a
+    token for every location it is asked about; ``base_url`` and tokens are then ignored.
+    With ``update_labels`` a definition whose key and objects match a row but whose labels
+    differ gets the row's labels (``updated``); without it, it stays as it is (``exists``).
     """
     name = _kind_name(kind, config.job_files, update_labels=update_labels)
     if sandbox is not None:
+        selectors = find_selectors(config.job_files)
+        if selectors:
+            path, selector = selectors[0]
+            raise ConfigError(
+                f'{path}: "locations": {selector} lists an agency\'s sub-accounts, and the '
+                "embedded sandbox has no agency: start one with ghl-migrate sandbox --agency "
+                "50 --agency-token-file FILE, then run with --base-url and --agency-token-file"
+            )
         # The embedded sandbox starts empty and is gone when the run ends: its report may be
         # replaced by the next sandbox run (and a resume starts over), and is never rolled
         # back. For resumable practice runs, start `ghl-migrate sandbox` and use --base-url.
@@ -84,14 +103,21 @@ async def run_job(
             return await run(
                 chosen, config, tokens=fake.issue_token, transport=transport, observer=observer
             )
-    chosen = job_kind(
+    prepared, provider, gates = await _prepare(
         name,
+        config,
         api=api,
         base_url=base_url,
+        tokens=tokens,
+        tokens_file=tokens_file,
+        agency=agency,
+        transport=transport,
         update_labels=update_labels,
     )
-    lookup = tokens or load_tokens(tokens_file)
-    return await run(chosen, config, tokens=lookup, transport=transport, observer=observer)
+    result = await run(
+        prepared, config, tokens=provider, transport=transport, observer=observer, gates=gates
+    )
+    return _named(result, _location_names(prepared))
 
 
 def _kind_name(kind: str | None, job_files: Sequence[str], *, update_labels: bool) -> str:
@@ -112,7 +138,8 @@ async def plan_job(
     api: Api | str = Api.ASSOCIATIONS,
     base_url: str = DEFAULT_BASE_URL,
     tokens_file: str | None = None,
-    tokens: TokenLookup | None = None,
+    tokens: TokenLookup | TokenProvider | None = None,
+    agency: AgencyCredential | None = None,
     update_labels: bool = False,
     transport: Transport | None = None,
     observer: Observer | None = None,
@@ -124,15 +151,27 @@ async def plan_job(
     it is a plan: no run resumes it and rollback refuses it). ``drift`` lists, per location,
     the USER_DEFINED definitions no row mentions. Close the result (or use ``with``)."""
     name = _kind_name(None, config.job_files, update_labels=update_labels)
-    kind = job_kind(name, api=api, base_url=base_url, update_labels=update_labels, track_drift=True)
-    lookup = tokens or load_tokens(tokens_file)
+    kind, provider, gates = await _prepare(
+        name,
+        config,
+        api=api,
+        base_url=base_url,
+        tokens=tokens,
+        tokens_file=tokens_file,
+        agency=agency,
+        transport=transport,
+        update_labels=update_labels,
+        track_drift=True,
+    )
     result = await run(
         kind,
         replace(config, plan=True, resume=False),
-        tokens=lookup,
+        tokens=provider,
         transport=transport,
         observer=observer,
+        gates=gates,
     )
+    _named(result, _location_names(kind))
     try:
         drift = drift_of(getattr(kind, "drift", None) or {}, result)
         differ = 0 if update_labels else AssociationsJob.labels_differ(result)
@@ -146,7 +185,9 @@ def validate_job(job_files: Sequence[str], *, problem: Callable[[Outcome], None]
     """Check job files offline (no network, no token): ``problem`` is called with each
     record a run would report ``invalid``, in input order, and the summary counts records
     per location and action. Raises ``ConfigError`` when a file cannot be read."""
-    kind = job_kind(detect_kind(job_files))
+    # A template's location rule ("all"...) is checked, not listed: one placeholder stands
+    # for its sub-accounts.
+    kind = job_kind(detect_kind(job_files), directory=Directory(offline=True))
     return check_job_files(kind, job_files, by="action", problem=problem)
 
 
@@ -157,7 +198,8 @@ async def rollback_job(
     api: Api | str | None = None,
     base_url: str | None = None,
     tokens_file: str | None = None,
-    tokens: TokenLookup | None = None,
+    tokens: TokenLookup | TokenProvider | None = None,
+    agency: AgencyCredential | None = None,
     transport: Transport | None = None,
     observer: Observer | None = None,
 ) -> RunResult:
@@ -169,23 +211,115 @@ async def rollback_job(
     journals record (``plan.server()`` says which, and why). ``config.job_files`` should name
     the reports the plan came from (they identify the rollback in its journal). The reports
     are locked while the rollback runs; one that changed since the plan was made (a run
-    resumed it meanwhile) is refused: plan again."""
+    resumed it meanwhile) is refused: plan again. Tokens as for :func:`run_job` (``agency``
+    mints them)."""
     server = plan.server(api=None if api is None else Api(api).value, base_url=base_url)
     kind = job_kind(
         plan.kind,
         api=server.api,
         base_url=server.base_url,
     )
-    lookup = tokens or load_tokens(tokens_file)
+    provider = _provider(kind.base_url, tokens, tokens_file, agency)
     with _hold_reports(plan, config.report):
-        return await run(
+        result = await run(
             kind,
             config,
-            tokens=lookup,
+            tokens=provider,
             transport=transport,
             observer=observer,
             records=plan.records,
         )
+    return _named(result, plan.location_names)
+
+
+async def _prepare(
+    name: str,
+    config: RunConfig,
+    *,
+    api: Api | str,
+    base_url: str,
+    tokens: TokenLookup | TokenProvider | None,
+    tokens_file: str | None,
+    agency: AgencyCredential | None,
+    transport: Transport | None,
+    **kind_options: Any,
+) -> tuple[JobKind, TokenLookup | TokenProvider, LocationGates]:
+    """The job kind ``name``, its tokens, and the budgets to pace with; templates'
+    location rules (``"all"``...) listed with the agency token first, on those budgets."""
+    selectors = find_selectors(config.job_files)
+    directory = Directory()
+    kind = job_kind(name, api=api, base_url=base_url, directory=directory, **kind_options)
+    provider = _provider(kind.base_url, tokens, tokens_file, agency)
+    gates = LocationGates(*config.rate)  # the listing's requests count in the run's budget
+    if selectors:
+        if agency is None:
+            path, selector = selectors[0]
+            raise ConfigError(
+                f'{path}: "locations": {selector} needs an agency token to list the '
+                "sub-accounts: GHL_AGENCY_TOKEN or --agency-token-file, and --company-id"
+            )
+        rules = [selector for _, selector in selectors]
+        await _resolve(directory, rules, agency, kind.base_url, config, transport, gates)
+    return kind, provider, gates
+
+
+def _provider(
+    base_url: str,
+    tokens: TokenLookup | TokenProvider | None,
+    tokens_file: str | None,
+    agency: AgencyCredential | None,
+) -> TokenLookup | TokenProvider:
+    """Where the run's tokens come from: the caller's, a file's or the environment's, and
+    with an agency credential, minted for every location that has none of those."""
+    if isinstance(tokens, TokenProvider):
+        return tokens
+    if agency is None:
+        return tokens or load_tokens(tokens_file)
+    # A shared GHL_TOKEN would stand in for every location: not in agency mode.
+    environ = {k: v for k, v in os.environ.items() if k != "GHL_TOKEN"}
+    given = tokens or load_tokens(tokens_file, environ=environ)
+    return AgencyTokens(agency, base_url=base_url, given=given)
+
+
+async def _resolve(
+    directory: Directory,
+    selectors: list[LocationSelector],
+    agency: AgencyCredential,
+    base_url: str,
+    config: RunConfig,
+    transport: Transport | None,
+    gates: LocationGates,
+) -> None:
+    """List the sub-accounts the templates' rules mean, before the run reads its files."""
+    owned = transport is None
+    used = transport or AiohttpTransport(timeout=config.timeout, limit=config.concurrency)
+    try:
+        await directory.resolve(
+            selectors,
+            credential=agency,
+            base_url=base_url,
+            transport=used,
+            gates=gates,
+            retry=config.retry,
+        )
+    finally:
+        if owned:
+            await used.aclose()
+
+
+def _location_names(kind: JobKind) -> Mapping[str, str]:
+    """The location names the kind saw in the job (associations keep them)."""
+    names: Mapping[str, str] = getattr(kind, "location_names", {})
+    return names
+
+
+def _named(result: RunResult, names: Mapping[str, str]) -> RunResult:
+    """The summary names the locations that need attention, where their names are known."""
+    failed = result.summary.failed_by_location
+    known = {loc: names[loc] for loc in failed if loc in names}
+    if known:
+        result.summary = replace(result.summary, location_names=known)
+    return result
 
 
 def _hold_reports(plan: RollbackPlan, own_report: str | None) -> contextlib.ExitStack:

@@ -68,6 +68,7 @@ from engine import (
     Write,
 )
 
+from .directory import Directory, parse_selector
 from .fields import check_kind
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
 from .routes import Api, Routes, association_from, associations_from
@@ -85,6 +86,7 @@ PREVIOUS_FIRST, PREVIOUS_SECOND = "previous_first_label", "previous_second_label
 COLUMNS = (
     "source",
     "location_id",
+    "location_name",
     "action",
     "key",
     "outcome",
@@ -98,6 +100,7 @@ COLUMNS = (
 
 _FIELDS = (
     "location_id",
+    "location_name",
     "action",
     "key",
     "first_object_key",
@@ -231,6 +234,7 @@ class AssociationsJob:
         base_url: str = DEFAULT_BASE_URL,
         update_labels: bool = False,
         track_drift: bool = False,
+        directory: Directory | None = None,
     ):
         self.api = Api(api)
         self.base_url = check_base_url(base_url)
@@ -247,6 +251,10 @@ class AssociationsJob:
         self.update_labels = update_labels
         #: with ``track_drift``: location -> {key: id} of its USER_DEFINED definitions, as read
         self.drift: dict[str, dict[str, str]] | None = {} if track_drift else None
+        #: what templates' location rules ("all", ...) resolved to (agency mode)
+        self.directory = directory
+        #: location names seen in the job (templates, a location_name column), by id
+        self.location_names: dict[str, str] = {}
 
     # -- reading job files ----------------------------------------------------------------
 
@@ -257,7 +265,10 @@ class AssociationsJob:
         return _ALIASES.get(name) or _ALIASES.get(name.lower())
 
     def expand(self, document: Mapping[str, Any], path: str) -> Iterator[Mapping[str, Any]]:
-        """Fan an onboarding template ``{"locations": [...], "associations": [...]}`` out."""
+        """Fan an onboarding template ``{"locations": [...], "associations": [...]}`` out.
+
+        ``locations`` may also be a rule (``"all"``, ``"installed"``, a filter: see
+        :mod:`jobs.directory`), resolved with the agency token before the run."""
         unknown = set(document) - {"locations", "associations"}
         if unknown or not document:
             raise JobFileError(
@@ -265,13 +276,14 @@ class AssociationsJob:
                 'expected a list of records, or a template {"locations": [...], '
                 '"associations": [...]}' + (f"; unknown keys {sorted(unknown)}" if unknown else ""),
             )
+        locations = self._template_locations(document.get("locations"), path)
         wanted = {
-            "locations": 'location ids (or {"id": ...} objects)',
+            "locations": 'location ids (or {"id": ...} objects), or "all"',
             "associations": "definitions",
         }
         kinds = {str: "text", dict: "an object", bool: "true or false", type(None): "null"}
         for name, items in wanted.items():
-            value = document.get(name)
+            value = locations if name == "locations" else document.get(name)
             if name not in document:
                 raise JobFileError(path, f"{name!r} must be a list of {items}; it is missing")
             if not isinstance(value, list):
@@ -279,13 +291,40 @@ class AssociationsJob:
                 raise JobFileError(path, f"{name!r} must be a list of {items}, not {kind}")
             if not value:
                 raise JobFileError(path, f"no records ({name!r} is an empty list): nothing to do")
-        for location in document["locations"]:
-            location_id = location.get("id") if isinstance(location, dict) else location
+        for location in locations:
+            location_id: Any = location
+            label: Any = None
+            if isinstance(location, dict):
+                location_id, label = location.get("id"), location.get("name")
             for definition in document["associations"]:
                 if not isinstance(definition, dict):
                     yield {"location_id": location_id, "__bad__": definition}
                     continue
-                yield {**definition, "locationId": location_id}
+                row = {**definition, "locationId": location_id}
+                if label:
+                    row["locationName"] = label
+                yield row
+
+    def _template_locations(self, value: Any, path: str) -> Any:
+        """The template's locations: its list, or what its rule resolved to."""
+        selector = parse_selector(value, path) if value is not None else None
+        if selector is None:
+            return value
+        found = self.directory.get(selector) if self.directory is not None else None
+        if found is None:
+            raise JobFileError(
+                path,
+                f'"locations": {selector} needs an agency token to list the sub-accounts: '
+                "GHL_AGENCY_TOKEN or --agency-token-file, and --company-id",
+                field="locations",
+            )
+        if not found:
+            raise JobFileError(
+                path,
+                f'no records ("locations": {selector} matched no sub-account): nothing to do',
+                field="locations",
+            )
+        return [{"id": a.id, "name": a.name} for a in found]
 
     def parse(self, source: str, values: Mapping[str, Any]) -> Record:
         if "__bad__" in values:
@@ -328,6 +367,8 @@ class AssociationsJob:
                 raise RecordError("must not contain spaces, '/', '?' or '#'", field=name)
             if fields[name] in _DOT_SEGMENTS:
                 raise RecordError(f"must not be {fields[name]!r}", field=name)
+        if fields["location_name"]:
+            self.location_names[location_id] = fields["location_name"]
         # Interned: locations, object keys, labels and keys repeat over thousands of rows
         # (a template fans each definition out to every location); one copy each is kept.
         return Record(
@@ -353,7 +394,10 @@ class AssociationsJob:
         return f"{row.get('location_id', '')}\x1f{action}\x1f{key}"
 
     def report_fields(self, record: Record) -> Mapping[str, str]:
-        return {"action": record.get("action") or "create", "key": record.get("key")}
+        own = {"action": record.get("action") or "create", "key": record.get("key")}
+        if name := record.get("location_name"):  # else a resumed row keeps the one it had
+            own["location_name"] = name
+        return own
 
     @staticmethod
     def labels_differ(result: RunResult) -> int:
@@ -371,8 +415,8 @@ class AssociationsJob:
             return (yield from self._load(location_id))
         except MissingToken:
             raise LocationError(
-                f"no token for location {location_id}: add it to --tokens or set "
-                f"GHL_TOKEN_{location_id}"
+                f"no token for location {location_id}: add it to --tokens, set "
+                f"GHL_TOKEN_{location_id}, or give an agency token that reaches it"
             ) from None
         except RequestError as exc:
             failed = _failure(exc, f"reading location {location_id}")

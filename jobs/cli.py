@@ -35,6 +35,7 @@ from engine.cli import (
     start_run,
 )
 
+from .agency import AgencyCredential, load_agency
 from .api import plan_job, rollback_job, run_job, validate_job
 from .associations import AssociationsJob
 from .console import render_plan, render_validation
@@ -43,7 +44,7 @@ from .kinds import RELATIONS
 from .plan import PlanResult
 from .rollback import RollbackPlan, plan_rollback
 from .routes import Api
-from .sandbox import SandboxConfig, ServeError, serve
+from .sandbox import AgencySetup, SandboxConfig, ServeError, serve
 
 __all__ = ["COMMANDS"]
 
@@ -102,11 +103,29 @@ def _unsettled_warning(plan: RollbackPlan) -> str:
 
 
 def _tokens_option(f: Any) -> Any:
+    f = click.option(
+        "--app-id",
+        envvar="GHL_APP_ID",
+        help='Your Marketplace app\'s id (env GHL_APP_ID): templates with "locations": '
+        '"installed" list where it is installed.',
+    )(f)
+    f = click.option(
+        "--company-id",
+        envvar="GHL_COMPANY_ID",
+        help="The agency's company id (env GHL_COMPANY_ID), with an agency token.",
+    )(f)
+    f = click.option(
+        "--agency-token-file",
+        type=click.Path(dir_okay=False),
+        help="A file holding an agency (Company) token of your app, else env "
+        "GHL_AGENCY_TOKEN (never on the command line): each location without a token of its "
+        'own gets one minted, and templates may say "locations": "all".',
+    )(f)
     return click.option(
         "--tokens",
         type=click.Path(dir_okay=False),
         help='Tokens per location: CSV location_id,token or JSON {"locId": "token"}. '
-        "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN.",
+        "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN (not with an agency token).",
     )(f)
 
 
@@ -128,6 +147,18 @@ def _labels_note(result: RunResult) -> list[str]:
         f"{differ} definition(s) exist with other labels than the job gives; they were left "
         "as they are (the report's error column says which): --update-labels changes them"
     ]
+
+
+def _agency(options: dict[str, Any]) -> AgencyCredential | None:
+    """The agency credential from the options (popped) and the environment."""
+    try:
+        return load_agency(
+            options.pop("agency_token_file"),
+            company_id=options.pop("company_id"),
+            app_id=options.pop("app_id"),
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.command("run")
@@ -166,7 +197,9 @@ def run_command(
     ghl-migrate run samples/onboarding.json --sandbox --report out.csv
     ghl-migrate run jobs.csv --tokens tokens.csv --report out.csv
     ghl-migrate run jobs.csv --tokens tokens.csv --shard 0/4 --report shard-0.csv
+    GHL_AGENCY_TOKEN=... ghl-migrate run samples/onboarding-all.json --company-id ID
     """
+    agency = None if sandbox else _agency(options)
     config = run_config(job_files, options)
 
     async def start(observer: Observer | None) -> RunResult:
@@ -175,6 +208,7 @@ def run_command(
             api=Api(api),
             base_url=base_url,
             tokens_file=tokens,
+            agency=agency,
             sandbox=SandboxConfig() if sandbox else None,
             update_labels=update_labels,
             observer=observer,
@@ -256,6 +290,7 @@ def plan_command(
     ghl-migrate plan jobs.csv --tokens tokens.csv --report plan.csv --detailed-exitcode
     ghl-migrate plan jobs.csv --tokens tokens.csv --shard 0/4 --report plan-0.csv
     """
+    agency = _agency(options)
     config = run_config(job_files, {**options, "resume": False})
 
     async def start(observer: Observer | None) -> PlanResult:
@@ -264,6 +299,7 @@ def plan_command(
             api=Api(api),
             base_url=base_url,
             tokens_file=tokens,
+            agency=agency,
             update_labels=update_labels,
             observer=observer,
         )
@@ -390,6 +426,36 @@ _probability = click.FloatRange(0.0, 1.0)
 @click.option(
     "--wrap-relation", is_flag=True, help='Answer a created relation as {"relation": {...}}.'
 )
+@click.option(
+    "--agency",
+    type=click.IntRange(0),
+    default=0,
+    help="Create an agency (company) with N sub-accounts, the app installed in each.",
+)
+@click.option(
+    "--company-id",
+    default="sandbox-agency",
+    show_default=True,
+    help="The agency's company id (with --agency).",
+)
+@click.option(
+    "--agency-token-file",
+    type=click.Path(dir_okay=False),
+    help="Write the agency token here (mode 600), for GHL_AGENCY_TOKEN or --agency-token-file.",
+)
+@click.option(
+    "--not-installed",
+    type=click.IntRange(0),
+    default=0,
+    help="The app is not installed in the last N of the --agency sub-accounts.",
+)
+@click.option(
+    "--token-lifetime",
+    type=click.FloatRange(0.001),
+    default=86_399.0,
+    show_default=True,
+    help="Seconds a location token minted with the agency token lives.",
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -409,12 +475,18 @@ def sandbox_command(
     records: int,
     relation_status: str,
     wrap_relation: bool,
+    agency: int,
+    company_id: str,
+    agency_token_file: str | None,
+    not_installed: int,
+    token_lifetime: float,
 ) -> None:
     """Serve a fake HighLevel API (both route sets, and relations) until Ctrl-C.
 
     \b
     ghl-migrate sandbox --port 8765 --locations locA,locB --tokens-file tokens.csv
     ghl-migrate sandbox --records 100   # contact-1 .. contact-100 and so on, for relations
+    ghl-migrate sandbox --agency 50 --agency-token-file agency-token.txt
     """
     config = SandboxConfig(
         rate_limit=rate_limit[0],
@@ -432,6 +504,7 @@ def sandbox_command(
         records=records,
         relation_status=int(relation_status),
         wrap_relation=wrap_relation,
+        token_lifetime=token_lifetime,
     )
     wanted = [loc.strip() for loc in locations.split(",") if loc.strip()]
     if tokens_file and not wanted:
@@ -439,14 +512,45 @@ def sandbox_command(
             "--tokens-file needs --locations: the sandbox issues tokens only for the "
             "locations named there (--locations locA,locB)"
         )
+    if (agency_token_file or not_installed) and not agency:
+        raise click.UsageError(
+            "--agency-token-file and --not-installed need --agency N (the sub-accounts to make)"
+        )
+    if not_installed > agency:
+        raise click.UsageError(f"--not-installed {not_installed} is more than --agency {agency}")
+    setup = (
+        AgencySetup(
+            company_id=company_id,
+            count=agency,
+            not_installed=not_installed,
+            token_file=agency_token_file,
+        )
+        if agency
+        else None
+    )
 
     def ready(url: str) -> None:
         click.echo(f"sandbox listening on {url}", err=True)
         if tokens_file:
             click.echo(f"tokens for {len(wanted)} locations written to {tokens_file}", err=True)
+        if setup is not None:
+            where = f", its token written to {agency_token_file}" if agency_token_file else ""
+            click.echo(
+                f"agency {company_id}: {agency} sub-accounts, app {config.app_id} installed "
+                f"in {agency - not_installed}{where}",
+                err=True,
+            )
 
     try:
-        serve(config, host=host, port=port, locations=wanted, tokens_file=tokens_file, ready=ready)
+        serve(
+            config,
+            host=host,
+            port=port,
+            locations=wanted,
+            tokens_file=tokens_file,
+            agency=setup,
+            ready=ready,
+        )
     except ServeError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -492,12 +596,13 @@ def rollback_command(
     ghl-migrate rollback out.csv --dry-run
     ghl-migrate rollback out.csv --tokens tokens.csv --report rollback.csv --yes
     """
+    agency = _agency(options)
     try:
         plan = plan_rollback(reports)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     with plan:
-        _rollback(plan, reports, dry_run, yes, tokens, api, base_url, options)
+        _rollback(plan, reports, dry_run, yes, tokens, agency, api, base_url, options)
 
 
 def _rollback(
@@ -506,6 +611,7 @@ def _rollback(
     dry_run: bool,
     yes: bool,
     tokens: str | None,
+    agency: AgencyCredential | None,
     api: str | None,
     base_url: str | None,
     options: dict[str, Any],
@@ -539,8 +645,10 @@ def _rollback(
         )
     what = " and ".join(changes)
     click.echo(f"rollback would {what} in {len(counts)} location(s){in_shard}:", err=True)
+    names = shown.location_names
     for location, count in sorted(counts.items()):
-        click.echo(f"  {location}: {count}", err=True)
+        named = f' "{names[location]}"' if location in names else ""
+        click.echo(f"  {location}{named}: {count}", err=True)
     if dry_run:
         for record in shown.records:
             if plan.kind == RELATIONS:
@@ -577,6 +685,7 @@ def _rollback(
             api=explicit_api,
             base_url=explicit_url,
             tokens_file=tokens,
+            agency=agency,
             observer=observer,
         )
 

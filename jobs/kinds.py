@@ -24,6 +24,7 @@ from engine import ConfigError
 from engine.source import InputFormat, decode_text, detect_format
 
 from .associations import AssociationsJob
+from .directory import Directory
 from .highlevel import DEFAULT_BASE_URL
 from .relations import RelationsJob
 from .routes import Api
@@ -116,16 +117,22 @@ def job_kind(
     base_url: str = DEFAULT_BASE_URL,
     update_labels: bool = False,
     track_drift: bool = False,
+    directory: Directory | None = None,
 ) -> AssociationsJob | RelationsJob:
     """The job kind named ``kind`` for a route set and base URL (``ConfigError`` when the
     kind has no such routes: relations exist on the official routes only).
 
     ``update_labels`` and ``track_drift`` are the associations kind's (relations have no
-    labels, and no route lists a location's relations, so there is no drift to show)."""
+    labels, and no route lists a location's relations, so there is no drift to show), and
+    so is ``directory`` (what templates' ``"locations": "all"`` resolved to)."""
     if kind == RELATIONS:
         return RelationsJob(api=api, base_url=base_url)
     if kind == ASSOCIATIONS:
         return AssociationsJob(
-            api=api, base_url=base_url, update_labels=update_labels, track_drift=track_drift
+            api=api,
+            base_url=base_url,
+            update_labels=update_labels,
+            track_drift=track_drift,
+            directory=directory,
         )
     raise ConfigError(f"unknown job kind {kind!r}: expected one of {', '.join(KINDS)}")

@@ -280,6 +280,8 @@ def _undo_record(kind: str, source: str, row: Mapping[str, str]) -> Record:
         fields = {k: str(v) for k, v in row.items() if k not in ("outcome", "location_id")}
     else:
         fields = {"action": "delete", "key": row["key"], "association_id": row["association_id"]}
+    if kind != RELATIONS:
+        fields["location_name"] = row.get("location_name", "")  # agency runs name locations
     kept = {k: v for k, v in fields.items() if v}
     ident = _KINDS[kind].row_ident({**kept, "location_id": row["location_id"]})
     return Record(source=source, location_id=row["location_id"], ident=ident, fields=kept)
@@ -359,6 +361,11 @@ class RollbackPlan:
             records=self.records.only(shard),
             unsettled=tuple(u for u in self.unsettled if shard.owns(u.location_id)),
         )
+
+    @property
+    def location_names(self) -> dict[str, str]:
+        """The names the reports give the locations (agency runs name them), by id."""
+        return {r.location_id: n for r in self.records if (n := r.get("location_name"))}
 
     def check_unchanged(self) -> None:
         """Raise ``ConfigError`` when a report changed since the plan was made."""

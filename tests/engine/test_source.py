@@ -448,7 +448,7 @@ def test_path_through_a_file_is_a_file_error(tmp_path: Path, schema: Association
 @pytest.mark.parametrize(
     ("template", "key", "shown"),
     [
-        ({"locations": "loc1", "associations": []}, "locations", "text"),
+        ({"locations": "loc1", "associations": []}, "locations", "the text 'loc1'"),
         ({"locations": {"id": "loc1"}, "associations": []}, "locations", "an object"),
         ({"locations": 5, "associations": []}, "locations", "a number"),
         ({"locations": ["loc1"], "associations": {"key": "k"}}, "associations", "an object"),

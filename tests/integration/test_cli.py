@@ -59,7 +59,7 @@ def test_onboarding_sample_runs_against_the_sandbox(samples: Path, tmp_path: Pat
     assert len(found) == 12
     assert {r["outcome"] for r in found} == {"created"}
     assert list(found[0]) == [
-        "source", "location_id", "action", "key", "outcome", "association_id",
+        "source", "location_id", "location_name", "action", "key", "outcome", "association_id",
         "previous_first_label", "previous_second_label", "http_status", "attempts", "error",
     ]  # fmt: skip
     assert "created" in out
@@ -89,8 +89,8 @@ def test_json_report_matches_csv_columns(samples: Path, tmp_path: Path) -> None:
     report = tmp_path / "out.jsonl"
     invoke("run", str(samples / "onboarding.json"), "--sandbox", "--report", str(report))
     first = report.read_text(encoding="utf-8").splitlines()[0]
-    assert re.findall(r'"(\w+)":', first)[:11] == [
-        "source", "location_id", "action", "key", "outcome", "association_id",
+    assert re.findall(r'"(\w+)":', first)[:12] == [
+        "source", "location_id", "location_name", "action", "key", "outcome", "association_id",
         "previous_first_label", "previous_second_label", "http_status", "attempts", "error",
     ]  # fmt: skip
 

@@ -250,7 +250,7 @@ async def test_a_report_with_the_previous_releases_columns_resumes_and_is_upgrad
     with again:
         assert statuses(again) == ["created", "created", "created"]
     assert seen == [["created", "created", "not_run", "created"]]  # the appended row is read
-    assert report.read_text(encoding="utf-8").splitlines()[0].split(",")[6:8] == [
+    assert report.read_text(encoding="utf-8").splitlines()[0].split(",")[7:9] == [
         "previous_first_label",
         "previous_second_label",
     ]

@@ -12,7 +12,9 @@ from engine import ConfigError
 from jobs.associations import COLUMNS
 from jobs.rollback import plan_rollback
 
-HEADER = ",".join(COLUMNS) + "\n"
+#: the columns of a report written before sub-account names were reported: still read
+OLD_COLUMNS = [c for c in COLUMNS if c != "location_name"]
+HEADER = ",".join(OLD_COLUMNS) + "\n"
 
 
 def write(path: Path, *rows: str) -> str:
@@ -45,6 +47,20 @@ def test_killed_run_journal_rows_are_deduplicated_last_wins(tmp_path: Path) -> N
     ]
     assert plan.by_location == {"locA": 2, "locB": 1}
     assert all(r.get("action") == "delete" for r in plan.records)
+
+
+def test_the_plan_keeps_the_names_a_report_gives_its_locations(tmp_path: Path) -> None:
+    """An agency run's report names its sub-accounts; the plan's records and names keep them."""
+    path = tmp_path / "run.csv"
+    path.write_text(
+        ",".join(COLUMNS) + "\n"
+        "t.json#1,locA,Austin Dental,create,k1,created,id1,,,201,1,\n"
+        "t.json#2,locB,,create,k1,created,id2,,,201,1,\n",
+        encoding="utf-8",
+    )
+    plan = plan_rollback([str(path)])
+    assert [r.get("location_name") for r in plan.records] == ["Austin Dental", ""]
+    assert plan.location_names == {"locA": "Austin Dental"}
 
 
 def test_created_then_failed_is_not_undone(tmp_path: Path) -> None:
@@ -92,6 +108,7 @@ def test_rollback_reads_the_columns_a_run_writes(tmp_path: Path, dropped: str | 
     row = {
         "source": "jobs.csv:2",
         "location_id": "locA",
+        "location_name": "Austin Dental",
         "action": "create",
         "key": "k1",
         "outcome": "created",
@@ -104,7 +121,8 @@ def test_rollback_reads_the_columns_a_run_writes(tmp_path: Path, dropped: str | 
         writer = csv.DictWriter(fh, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerow(row)
-    not_read = ("http_status", "attempts", "error", "previous_first_label", "previous_second_label")
+    not_read = ("location_name", "http_status", "attempts", "error", "previous_first_label",
+                "previous_second_label")  # fmt: skip
     if dropped is None or dropped in not_read:
         assert [r.get("key") for r in plan_rollback([str(path)]).records] == ["k1"]
     else:

@@ -3,8 +3,14 @@ budget, scopes and expiry, as the spec (``apps/oauth.json``, ``apps/locations.js
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -292,3 +298,30 @@ async def test_admin_routes_create_a_company_and_expire_or_renew_its_token(
         assert (await mint(http, sb, renewed, first))[0] == 200
         async with http.post(sb.url + "/_sandbox/companies", json={"companyId": 5}) as resp:
             assert resp.status == 400
+
+
+def test_the_sandbox_command_makes_an_agency_and_writes_its_token(tmp_path: Path) -> None:
+    """``sandbox --agency 3 --agency-token-file F`` writes the token (mode 600) and says so."""
+    token_file = tmp_path / "agency.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "sandbox", "--port", "0", "--agency", "3",
+         "--not-installed", "1", "--agency-token-file", str(token_file)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline(), proc.stderr.readline()]
+        assert "sandbox listening on http://127.0.0.1:" in lines[0]
+        assert lines[1].strip() == (
+            f"agency sandbox-agency: 3 sub-accounts, app sandbox-app installed in 2, its token "
+            f"written to {token_file}"
+        )
+        token = token_file.read_text(encoding="utf-8")
+        assert re.fullmatch(r"agy-[\w-]+\n", token)
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
