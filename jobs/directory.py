@@ -42,6 +42,7 @@ from engine import (
     Request,
     RequestError,
     RetryPolicy,
+    RunStopped,
     Transport,
 )
 
@@ -262,7 +263,7 @@ async def _list(
         request = _request(base_url, credential, source, skip)
         try:
             answer: Exchange = await client.call(request)
-        except RequestError as exc:
+        except (RequestError, RunStopped) as exc:  # RunStopped: the host cannot be reached
             raise ConfigError(f"{what}: {exc}; nothing was sent") from None
         response = answer.response
         if response.status != 200:

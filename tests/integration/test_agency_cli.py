@@ -3,6 +3,7 @@ anything the tool prints or writes."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import orjson
@@ -158,3 +159,19 @@ def test_plan_lists_and_mints_with_the_agency_token(
     assert "12" in out
     assert threaded_sandbox.sandbox.stats.creates_applied == 0
     assert len(threaded_sandbox.do(sb.minted_tokens)) == 3
+
+
+def test_listing_an_unreachable_host_is_one_line(tmp_path: Path) -> None:
+    """ "all" against a host nobody listens on: exit 2, one line, no traceback."""
+    with socket.socket() as probe:  # a port that was free a moment ago, and is closed now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    job = write_template(tmp_path, "all")
+    env = {"GHL_AGENCY_TOKEN": "agy-SECRET", "GHL_COMPANY_ID": "co1"}
+    code, _, err = invoke(
+        "run", job, "--base-url", f"http://127.0.0.1:{port}", "--max-attempts", "1", env=env
+    )
+    assert code == 2
+    line = error_line(err)
+    assert line.startswith("Error: listing the sub-accounts of company co1: cannot reach 127.0.0.1")
+    assert "agy-SECRET" not in err
