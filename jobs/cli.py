@@ -456,6 +456,13 @@ _probability = click.FloatRange(0.0, 1.0)
     show_default=True,
     help="Seconds a location token minted with the agency token lives.",
 )
+@click.option(
+    "--agency-token-lifetime",
+    type=click.FloatRange(0.001),
+    default=86_399.0,
+    show_default=True,
+    help="Seconds the agency token lives (renew it: POST /_sandbox/companies/ID/renew).",
+)
 def sandbox_command(
     host: str,
     port: int,
@@ -480,6 +487,7 @@ def sandbox_command(
     agency_token_file: str | None,
     not_installed: int,
     token_lifetime: float,
+    agency_token_lifetime: float,
 ) -> None:
     """Serve a fake HighLevel API (both route sets, and relations) until Ctrl-C.
 
@@ -505,6 +513,7 @@ def sandbox_command(
         relation_status=int(relation_status),
         wrap_relation=wrap_relation,
         token_lifetime=token_lifetime,
+        agency_token_lifetime=agency_token_lifetime,
     )
     wanted = [loc.strip() for loc in locations.split(",") if loc.strip()]
     if tokens_file and not wanted:

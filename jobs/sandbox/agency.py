@@ -2,7 +2,8 @@
 
 An agency (a *company*) owns sub-accounts (locations). The Marketplace app holds one company
 token per company (the *agency token*, scopes ``oauth.write``, ``oauth.readonly`` and
-``locations.readonly`` by default) and is installed in some of the company's locations,
+``locations.readonly`` by default, living ``agency_token_lifetime`` seconds, a day as OAuth
+access tokens do, until renewed) and is installed in some of the company's locations,
 with the app's location scopes there. ``POST /oauth/locationToken`` with the agency token
 mints a location token for one installed location: it carries the installation's scopes
 and expires after ``token_lifetime`` seconds of the sandbox's clock. Every mint makes a new
@@ -62,6 +63,7 @@ class Company:
 
     id: str
     token: str | None  # None while expired
+    token_expires_at: float
     scopes: frozenset[str]
     user_id: str
     locations: list[str] = field(default_factory=list)
@@ -160,6 +162,7 @@ class Agencies:
             company = Company(
                 id=company_id,
                 token=token,
+                token_expires_at=self._config.clock() + self._config.agency_token_lifetime,
                 scopes=frozenset(scopes),
                 user_id=_generated_id(random.Random(f"user:{company_id}")),
             )
@@ -223,6 +226,7 @@ class Agencies:
         self.expire(company_id)
         company = self.companies[company_id]
         company.token = _AGENCY_PREFIX + secrets.token_urlsafe(24)
+        company.token_expires_at = self._config.clock() + self._config.agency_token_lifetime
         self._company_tokens[company.token] = company_id
         return company.token
 
@@ -240,6 +244,9 @@ class Agencies:
         company_id = self._company_tokens.get(token)
         if company_id is not None:
             company = self.companies[company_id]
+            if self._config.clock() >= company.token_expires_at:
+                self.expire(company_id)
+                return None
             return Principal(kind="agency", company_id=company_id, scopes=company.scopes)
         minted = self._minted.get(token)
         if minted is None:
