@@ -196,6 +196,8 @@ def render_summary(
     verdict = (
         "[green]all records ok[/]"
         if summary.exit_code == 0
+        else "[red]renew the credential, then --resume[/]"
+        if summary.credential_refused
         else "[red]nothing was sent[/]"
         if summary.exit_code == 2
         else "[red]some records need attention[/]"

@@ -88,6 +88,7 @@ def test_a_refused_agency_token_stops_says_so_and_resume_finishes(
     assert "stopped: the agency token was refused (HTTP 401: Invalid JWT)" in out
     assert "renew it (GHL_AGENCY_TOKEN or --agency-token-file)" in out
     assert "--resume" in out
+    assert out.splitlines()[-1] == "renew the credential, then --resume"  # not "nothing sent"
     assert {r["outcome"] for r in read_report(str(report))} == {"not_run"}
     first = out + err
 
