@@ -461,7 +461,8 @@ _probability = click.FloatRange(0.0, 1.0)
     type=click.FloatRange(0.001),
     default=86_399.0,
     show_default=True,
-    help="Seconds the agency token lives (renew it: POST /_sandbox/companies/ID/renew).",
+    help="Seconds the agency token lives; renewed (POST /_sandbox/companies/ID/renew), "
+    "it lives a day.",
 )
 def sandbox_command(
     host: str,

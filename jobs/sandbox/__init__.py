@@ -14,7 +14,7 @@ It fakes, over one in-memory store per location:
   ``OPPORTUNITIES_CONTACTS_ASSOCIATION`` and ``BUSINESSES_CONTACTS_ASSOCIATION``;
 * agencies (``apps/oauth.json``, ``apps/locations.json``): companies owning sub-accounts
   (each with a name), the app's installations, a company (agency) token per company
-  (living ``agency_token_lifetime`` seconds until renewed),
+  (the first living ``agency_token_lifetime`` seconds, a renewed one a day),
   ``POST /oauth/locationToken`` (form-urlencoded ``companyId``, ``locationId``) minting
   location tokens that expire after ``token_lifetime`` seconds, ``GET /locations/search``
   and ``GET /oauth/installedLocations``; see :mod:`.agency`;

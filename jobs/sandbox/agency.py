@@ -2,8 +2,8 @@
 
 An agency (a *company*) owns sub-accounts (locations). The Marketplace app holds one company
 token per company (the *agency token*, scopes ``oauth.write``, ``oauth.readonly`` and
-``locations.readonly`` by default, living ``agency_token_lifetime`` seconds, a day as OAuth
-access tokens do, until renewed) and is installed in some of the company's locations,
+``locations.readonly`` by default; the first one lives ``agency_token_lifetime`` seconds,
+a renewed one a day, as OAuth access tokens do) and is installed in some of the company's locations,
 with the app's location scopes there. ``POST /oauth/locationToken`` with the agency token
 mints a location token for one installed location: it carries the installation's scopes
 and expires after ``token_lifetime`` seconds of the sandbox's clock. Every mint makes a new
@@ -50,6 +50,7 @@ _CITIES: tuple[str, ...] = ("Austin", "Boston", "Denver", "Miami", "Oakland")
 _CITIES += ("Omaha", "Phoenix", "Portland", "Raleigh", "Tampa")
 _TRADES = ("Dental", "Plumbing", "Realty", "Fitness", "Salon")
 
+_DAY = 86_399.0  # seconds an OAuth access token lives (expires_in, spec)
 _NOT_SUPPORTED = "This AuthClass is not yet supported"  # field: agency token, location route
 _NO_SCOPE = "The token is not authorized for this scope."
 
@@ -221,12 +222,13 @@ class Agencies:
             self._company_tokens.pop(company.token, None)
             company.token = None
 
-    def renew(self, company_id: str) -> str:
-        """A new agency token for the company; the old one stops working."""
+    def renew(self, company_id: str, lifetime: float = _DAY) -> str:
+        """A new agency token for the company, living ``lifetime`` seconds (a day); the old
+        one stops working."""
         self.expire(company_id)
         company = self.companies[company_id]
         company.token = _AGENCY_PREFIX + secrets.token_urlsafe(24)
-        company.token_expires_at = self._config.clock() + self._config.agency_token_lifetime
+        company.token_expires_at = self._config.clock() + lifetime
         self._company_tokens[company.token] = company_id
         return company.token
 

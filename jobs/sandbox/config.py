@@ -35,7 +35,7 @@ class SandboxConfig:
     clock: Callable[[], float] = time.monotonic  # seconds, for rate windows and token expiry
     #: seconds a location token minted with an agency token lives (the service: 86399)
     token_lifetime: float = 86_399.0
-    #: seconds an agency (company) token lives from when it is issued or renewed
+    #: seconds a company's first agency token lives (a renewed one lives a day)
     agency_token_lifetime: float = 86_399.0
     #: the Marketplace app every company token and minted token belongs to
     app_id: str = "sandbox-app"

@@ -168,9 +168,10 @@ class Sandbox:
         """The company's agency token stops working, as at the end of its life (401)."""
         self._agencies.expire(company_id)
 
-    def renew_agency_token(self, company_id: str) -> str:
-        """A new agency token for the company (the old one stops working)."""
-        return self._agencies.renew(company_id)
+    def renew_agency_token(self, company_id: str, lifetime: float = 86_399.0) -> str:
+        """A new agency token for the company, living ``lifetime`` seconds (the old one stops
+        working)."""
+        return self._agencies.renew(company_id, lifetime)
 
     def minted_tokens(self) -> list[str]:
         """Every location token minted so far (for tests that look for leaks)."""
