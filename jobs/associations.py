@@ -415,8 +415,8 @@ class AssociationsJob:
             return (yield from self._load(location_id))
         except MissingToken:
             raise LocationError(
-                f"no token for location {location_id}: add it to --tokens, set "
-                f"GHL_TOKEN_{location_id}, or give an agency token that reaches it"
+                f"no token for location {location_id}: add it to --tokens or set "
+                f"GHL_TOKEN_{location_id}"
             ) from None
         except RequestError as exc:
             failed = _failure(exc, f"reading location {location_id}")

@@ -125,7 +125,7 @@ def _tokens_option(f: Any) -> Any:
         "--tokens",
         type=click.Path(dir_okay=False),
         help='Tokens per location: CSV location_id,token or JSON {"locId": "token"}. '
-        "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN (not with an agency token).",
+        "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN (ignored with an agency token).",
     )(f)
 
 

@@ -176,3 +176,23 @@ def test_listing_an_unreachable_host_is_one_line(tmp_path: Path) -> None:
     line = error_line(err)
     assert line.startswith("Error: listing the sub-accounts of company co1: cannot reach 127.0.0.1")
     assert "agy-SECRET" not in err
+
+
+def test_the_readme_agency_sample_runs_and_reruns_as_exists(
+    threaded_sandbox: ThreadedSandbox, samples: Path, tmp_path: Path
+) -> None:
+    """samples/onboarding-all.json over an agency: all created, then all exists on a re-run."""
+    sb = threaded_sandbox.sandbox
+    agency = threaded_sandbox.do(sb.add_company, "co1", count=5)
+    env = {"GHL_AGENCY_TOKEN": agency, "GHL_COMPANY_ID": "co1"}
+    job = str(samples / "onboarding-all.json")
+    for name, outcome in (("first.csv", "created"), ("again.csv", "exists")):
+        report = tmp_path / name
+        code, out, _ = invoke(
+            "run", job, "--base-url", threaded_sandbox.url, "--report", str(report), env=env
+        )
+        assert code == 0, out
+        rows = read_report(str(report))
+        assert len(rows) == 5 * 4
+        assert {r["outcome"] for r in rows} == {outcome}
+        assert all(r["location_name"] for r in rows)
