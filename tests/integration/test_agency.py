@@ -415,3 +415,31 @@ async def test_rollback_mints_its_own_tokens(tmp_path: Path) -> None:
         with undone:
             assert statuses(undone) == ["deleted"] * 6
         assert all(items == [] for items in sb.snapshot().values())
+
+
+async def test_a_relations_job_runs_on_minted_tokens(tmp_path: Path) -> None:
+    """Agency mode is not the associations kind's alone: a relations job mints its tokens."""
+    async with Sandbox(SandboxConfig(records=3)) as sb:
+        agency = sb.add_company("co1", ["L1", "L2"])
+        for location in ("L1", "L2"):
+            sb.add_association(
+                location,
+                key="pet_owner",
+                first_object_key="custom_objects.pet",
+                second_object_key="contact",
+            )
+        job = tmp_path / "relations.csv"
+        job.write_text(
+            "location_id,association_key,first_record_id,second_record_id\n"
+            "L1,pet_owner,pet-1,contact-1\nL2,pet_owner,pet-2,contact-2\n",
+            encoding="utf-8",
+        )
+        result = await run_job(
+            RunConfig(job_files=(str(job),)),
+            base_url=sb.url,
+            agency=AgencyCredential(token=agency, company_id="co1"),
+        )
+        with result:
+            assert statuses(result) == ["created", "created"]
+        assert sb.stats.tokens_minted == {"L1": 1, "L2": 1}
+        assert [len(sb.relations(loc)) for loc in ("L1", "L2")] == [1, 1]
