@@ -46,6 +46,7 @@ from .errors import (
 from .limiter import LocationGates, RateHint
 from .model import LocationId, Request, Response
 from .retry import RETRYABLE_STATUSES, RetryPolicy, describe_failure, is_retryable, log_retries
+from .timeline import AttemptRecorder
 from .transport import Transport
 
 __all__ = ["Client", "Exchange", "RunStats", "TokenLookup"]
@@ -111,6 +112,7 @@ class Client:
         read_rate: Callable[[Response], RateHint],
         policy: RetryPolicy | None = None,
         on_unreachable: Callable[[ConnectFailed], None] | None = None,
+        recorder: AttemptRecorder | None = None,
     ) -> None:
         self._transport = transport
         self._tokens = as_provider(tokens)
@@ -121,6 +123,7 @@ class Client:
         self._stopping = False
         self._calls: set[_Call] = set()
         self._on_unreachable = on_unreachable
+        self._recorder = recorder  # told of every attempt: the run's timeline
         self._connected = 0  # attempts that made a connection, over the whole run
         #: the failure that showed the host cannot be reached, once it has
         self.unreachable: ConnectFailed | None = None
@@ -268,16 +271,20 @@ class Client:
     ) -> Exchange:
         if self._stopping:
             raise RunStopped("the run is stopping")
-        if tries.attempts:
+        retry = tries.attempts > 0
+        if retry:
             self.stats.retries += 1
         tries.attempts += 1
         try:
             response = await self._send_once(signed, request.location_id, call)
         except ConnectFailed:
+            self._tell(request.location_id, None, retry=retry, reached=False)
             raise  # it never reached the server
         except TransportError:
+            self._tell(request.location_id, None, retry=retry)
             tries.ambiguous = True  # it may have reached the server
             raise
+        self._tell(request.location_id, response, retry=retry)
         if response.status >= 500:
             tries.ambiguous = True
         if response.status in RETRYABLE_STATUSES:
@@ -334,6 +341,22 @@ class Client:
                 interval=gate.interval,
             )
         return response
+
+    def _tell(
+        self, location: LocationId, response: Response | None, *, retry: bool, reached: bool = True
+    ) -> None:
+        """Tell the recorder of one attempt, with the location's limit as now known."""
+        if self._recorder is not None:
+            gate = self._gates[location]
+            self._recorder.attempt(
+                location,
+                status=None if response is None else response.status,
+                retry=retry,
+                reached=reached,
+                seconds=0.0 if response is None else response.elapsed,
+                limit=gate.limit,
+                interval=gate.interval,
+            )
 
     def _reached(self, method: str) -> None:
         """One attempt made a connection: the server saw it (or may have)."""

@@ -8,6 +8,8 @@ A run with ``--report out.csv`` works with four files beside it:
   rebuilt by every run and deleted at the end;
 - ``out.csv.journal``, the write intents (:mod:`engine.journal`), checked against this run
   (same job kind, options and job file contents) before a resume continues it;
+- ``out.csv.timeline``, what was sent to each location second by second, and when each run
+  started and ended (:mod:`engine.timeline`), for the report's page;
 - ``out.csv`` itself, append-only while the run goes, rewritten at the end.
 
 What an earlier run of the same report settled is carried over into the store, and a
@@ -50,6 +52,7 @@ from .report import (
 )
 from .shard import Shard
 from .store import RunStore
+from .timeline import TimelineWriter, timeline_path
 
 __all__ = ["GENERIC_COLUMNS", "RunFiles"]
 
@@ -110,6 +113,9 @@ class RunFiles:
         self._lock: FileLock | None = None
         self._journal: RunJournal | None = None
         self._writer: ReportWriter | None = None
+        self._resumed = False
+        #: the run's timeline, told of every attempt (None without a report)
+        self.timeline: TimelineWriter | None = None
         self.kept = 0
         #: the first report or journal write that failed (the run stops sending at once)
         self.storage_error: StorageError | None = None
@@ -206,6 +212,9 @@ class RunFiles:
                 raise ConfigError(f"{exc}; nothing was sent") from None
             raise
         self._journal, self._writer = journal, writer
+        self._resumed = exists
+        self.timeline = TimelineWriter(timeline_path(path))
+        self.timeline.open(fresh=not exists)  # a new report starts a new timeline
         if self.kept:
             log.warning(
                 f"{self.kept} settled row(s) of {path} belong to records no longer in the "
@@ -254,8 +263,8 @@ class RunFiles:
 
     @staticmethod
     def _remove(path: str) -> None:
-        """Delete a report and its journal that record nothing real."""
-        for old in (path, journal_path(path)):
+        """Delete a report, its journal and timeline that record nothing real."""
+        for old in (path, journal_path(path), timeline_path(path)):
             try:
                 os.unlink(old)
             except FileNotFoundError:
@@ -383,6 +392,16 @@ class RunFiles:
             except StorageError as exc:
                 self.failed(exc)
 
+    def started(self, **facts: Any) -> None:
+        """Note in the timeline that this run starts, with ``facts`` about it."""
+        if self.timeline is not None:
+            self.timeline.started(resumed=self._resumed, **facts)
+
+    def ended(self, **facts: Any) -> None:
+        """Note in the timeline how this run ended (``facts``: exit code, counts, ...)."""
+        if self.timeline is not None:
+            self.timeline.finished(**facts)
+
     def stopped_by_storage(self) -> StorageError | None:
         """The error to raise after the run when a report or journal write failed."""
         exc = self.storage_error
@@ -403,6 +422,8 @@ class RunFiles:
 
     def release(self) -> None:
         """Let other processes use the report."""
+        if self.timeline is not None:
+            self.timeline.close()  # without an end line when the run did not end normally
         if self._lock is not None:
             self._lock.release()
             self._lock = None

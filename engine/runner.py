@@ -343,6 +343,7 @@ class Runner:
             read_rate=self._kind.read_rate,
             policy=self._config.retry,
             on_unreachable=self._cannot_reach,
+            recorder=self._files.timeline,
         )
         self._locations = LocationStates(self._prepare)
         self._left = store.todo_counts()
@@ -361,6 +362,14 @@ class Runner:
                 f"shard {shard} owns none of this job's {self._others} records (their "
                 "locations belong to other shards): nothing to do",
             )
+        self._files.started(
+            records=len(store),
+            to_send=todo,
+            locations=len(self._left),
+            concurrency=self._config.concurrency,
+            rate=[rate, interval],
+            **({} if shard is None else {"shard": str(shard)}),
+        )
         self._log_estimates()
         if self._observer is not None:
             self._observer.started(len(store), len(store) - todo)
@@ -615,6 +624,19 @@ class Runner:
         )
         if self._config.junit is not None:
             self._write_junit(self._config.junit, store, summary, ok)
+        self._files.ended(
+            exit_code=exit_code,
+            elapsed=round(summary.elapsed, 3),
+            stopped=summary.stopped,
+            unreachable=summary.unreachable,
+            counts=dict(counts),
+            requests=summary.requests,
+            retries=summary.retries,
+            rate_limited=summary.rate_limited,
+            server_errors=summary.server_errors,
+            transport_errors=summary.transport_errors,
+            connect_failures=summary.connect_failures,
+        )
         log.info(
             "run finished",
             **{k: v for k, v in sorted(counts.items())},

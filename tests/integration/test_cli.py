@@ -64,8 +64,12 @@ def test_onboarding_sample_runs_against_the_sandbox(samples: Path, tmp_path: Pat
     ]  # fmt: skip
     assert "created" in out
     assert "12" in out
-    # the lock and the scratch store are gone; the report and its journal stay
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.csv.journal"]
+    # the lock and the scratch store are gone; the report, its journal and timeline stay
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.csv",
+        "out.csv.journal",
+        "out.csv.timeline",
+    ]
 
 
 def test_csv_sample_reports_bad_rows_and_exits_1(samples: Path, tmp_path: Path) -> None:

@@ -1,0 +1,553 @@
+"""The run's timeline: what was sent to each location, second by second, kept beside the report.
+
+A report says what became of each record; it cannot say whether a run was held back by the
+server's limits, by 429s and retries, or by nothing at all. The client tells a
+:class:`TimelineWriter` of every attempt (:class:`AttemptRecorder`); the writer counts them
+per location for the current second only and, when the second is over, appends one line
+for it to ``out.csv.timeline`` (JSON Lines). Memory holds one second's counters for the
+locations busy in that second, whatever the length of the run; the file grows by one line
+per busy second. A process killed loses at most its current second.
+
+The file::
+
+    {"timeline": "ghl-migrate-timeline/1", "fields": ["requests", "throttled", ...]}
+    {"start": "2026-11-28T09:00:00Z", "t": 1795856400.2, "pid": 4242, "resumed": false, ...}
+    {"t": 1795856400, "loc": {"locA": [3, 0, 0, 0, 0, 0, 412, 100, 10.0], ...}}
+    ...
+    {"end": "2026-11-28T09:03:10Z", "t": 1795856590.7, "exit_code": 1, "elapsed": 190.5, ...}
+
+The first line names the format and the order of the per-location counters (``FIELDS``);
+each run (each process: a killed run and its resume append to the same file) adds a
+``start`` line, one line per busy second (``t`` in whole seconds of the wall clock), and an
+``end`` line with its exit code, unless it was killed. The counters of one location in one
+second are: attempts that reached the server, 429 answers, retries, 5xx answers, attempts
+lost after connecting (reset, timeout), attempts that could not connect at all, the summed
+answer time in milliseconds, and the location's limit and interval (seconds) as the limiter
+knew them at the end of that second.
+
+:func:`read_timeline` reads it back in two streaming passes and returns what a report page
+shows (:class:`TimelineView`): the runs, per-location totals, and requests per second
+against the known limits at a bounded resolution, for the whole run and its busiest
+locations. Nothing here knows any API. The timeline is an aid: if it cannot be written
+(a full disk) the run goes on without it, with one warning.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+import structlog
+
+from .appendlog import AppendLog
+from .errors import StorageError
+from .model import LocationId
+
+__all__ = [
+    "FIELDS",
+    "AttemptRecorder",
+    "Bin",
+    "LocationActivity",
+    "RunSpan",
+    "Series",
+    "TimelineView",
+    "TimelineWriter",
+    "read_timeline",
+    "timeline_path",
+]
+
+log = structlog.get_logger("engine")
+
+_FORMAT = "ghl-migrate-timeline/1"
+_SUFFIX = ".timeline"
+
+#: the per-location counters of one second, in the order the file stores them
+FIELDS = (
+    "requests",
+    "throttled",
+    "retries",
+    "server_errors",
+    "lost",
+    "unreached",
+    "answer_ms",
+    "limit",
+    "interval",
+)
+_REQ, _429, _RETRY, _5XX, _LOST, _UNREACHED, _MS, _LIMIT, _INTERVAL = range(len(FIELDS))
+
+#: points per chart at most: a chart stays small (and readable) whatever the run's length
+MAX_BINS = 300
+#: the busiest locations that get a chart of their own
+BUSIEST = 6
+
+
+def timeline_path(report_path: str) -> str:
+    """The timeline file that belongs to ``report_path``."""
+    return f"{report_path}{_SUFFIX}"
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AttemptRecorder(Protocol):
+    """Told of every attempt the client makes (a :class:`TimelineWriter` records them)."""
+
+    def attempt(
+        self,
+        location: LocationId,
+        *,
+        status: int | None,
+        retry: bool,
+        reached: bool,
+        seconds: float,
+        limit: int,
+        interval: float,
+    ) -> None:
+        """One attempt ended: answered with ``status`` (None: no answer), a ``retry`` or
+        not, ``reached`` the server or could not connect, ``seconds`` to answer, under the
+        location's ``limit`` per ``interval`` seconds as the limiter knew it then."""
+        ...
+
+
+class TimelineWriter:
+    """Appends a run's timeline to ``path`` (see the module docstring).
+
+    ``clock`` is the wall clock (seconds since the epoch), injectable for tests.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        sync_interval: float = 5.0,
+    ) -> None:
+        self.path = path
+        self._clock = clock
+        self._log = AppendLog(path, sync_interval=sync_interval, clock=time.monotonic)
+        self._second: int | None = None
+        #: this second's counters per location: the only per-attempt state held
+        self._now: dict[LocationId, list[float]] = {}
+        self._open = False
+        self._warned = False
+
+    @property
+    def pending(self) -> Mapping[LocationId, Sequence[float]]:
+        """The counters of the current second, not yet written (one second's worth)."""
+        return self._now
+
+    def open(self, *, fresh: bool) -> None:
+        """Open for appending; ``fresh`` starts the file over (a new report). Never raises:
+        a timeline that cannot be opened is left out, with a warning."""
+        try:
+            if fresh and os.path.lexists(self.path):
+                os.unlink(self.path)
+            new = self._log.open()
+        except OSError as exc:
+            self._give_up(exc)
+            return
+        self._open = True
+        if new:
+            self._write({"timeline": _FORMAT, "fields": list(FIELDS)})
+
+    def started(self, **facts: Any) -> None:
+        """A run (this process) starts: its ``start`` line, with ``facts`` about it."""
+        now = self._clock()
+        self._write({"start": _iso(now), "t": round(now, 3), "pid": os.getpid(), **facts})
+
+    def attempt(
+        self,
+        location: LocationId,
+        *,
+        status: int | None,
+        retry: bool,
+        reached: bool,
+        seconds: float,
+        limit: int,
+        interval: float,
+    ) -> None:
+        second = int(self._clock())
+        if self._second is None:
+            self._second = second
+        elif second > self._second:  # a clock stepped back keeps counting in this second
+            self.flush()
+            self._second = second
+        counts = self._now.get(location)
+        if counts is None:
+            counts = self._now[location] = [0, 0, 0, 0, 0, 0, 0, limit, interval]
+        if not reached:
+            counts[_UNREACHED] += 1
+        else:
+            counts[_REQ] += 1
+            if status is None:
+                counts[_LOST] += 1
+            else:
+                counts[_MS] += round(seconds * 1000)
+                if status == 429:
+                    counts[_429] += 1
+                elif status >= 500:
+                    counts[_5XX] += 1
+        if retry:
+            counts[_RETRY] += 1
+        counts[_LIMIT], counts[_INTERVAL] = limit, interval
+
+    def flush(self) -> None:
+        """Write the current second's counters (they are then dropped from memory)."""
+        if self._now and self._second is not None:
+            self._write({"t": self._second, "loc": self._now})
+        self._now = {}
+
+    def finished(self, **facts: Any) -> None:
+        """The run ends: the last second, then its ``end`` line; the file is closed."""
+        self.flush()
+        now = self._clock()
+        self._write({"end": _iso(now), "t": round(now, 3), **facts})
+        self.close()
+
+    def close(self) -> None:
+        """Close (the last second is written first)."""
+        if self._open:
+            self.flush()
+        try:
+            self._log.close()  # also after a failed write: the file is closed either way
+        except StorageError as exc:
+            self._give_up(exc)
+        self._open = False
+
+    def _write(self, item: Mapping[str, Any]) -> None:
+        if not self._open:
+            return
+        try:
+            self._log.write(orjson.dumps(item) + b"\n")
+        except StorageError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: Exception) -> None:
+        """Stop recording, saying so once: the run goes on without its timeline."""
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                f"the run's timeline {self.path} cannot be written ({exc}); the run goes on "
+                "without it (its page will show no timeline)"
+            )
+        self._open = False
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunSpan:
+    """One process's run, from its ``start`` line to its ``end`` line (None: killed, or
+    still running)."""
+
+    start: Mapping[str, Any]
+    end: Mapping[str, Any] | None = None
+    #: the first and last busy seconds (wall clock), None when nothing was sent
+    first: int | None = None
+    last: int | None = None
+    #: requests that reached the server, 429s and retries, as this run's seconds hold them
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+
+    @property
+    def began(self) -> float:
+        """Seconds since the epoch when it started."""
+        return float(self.start.get("t", self.first or 0))
+
+    @property
+    def ended(self) -> float:
+        """When it ended: its ``end`` line, else just after its last busy second."""
+        if self.end is not None:
+            return float(self.end.get("t", self.began))
+        return max(self.began, (self.last + 1) if self.last is not None else self.began)
+
+
+@dataclass(slots=True)
+class LocationActivity:
+    """What one location's requests did over every run of the timeline."""
+
+    location: LocationId
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    server_errors: int = 0
+    lost: int = 0
+    unreached: int = 0
+    answer_ms: int = 0
+    #: seconds from its first to its last busy second, summed over runs
+    busy: int = 0
+    #: the limit and interval (seconds) last known
+    limit: int = 0
+    interval: float = 0.0
+    _first: int | None = field(default=None, repr=False)
+    _last: int | None = field(default=None, repr=False)
+    _run: int = field(default=-1, repr=False)
+
+    @property
+    def answer_avg_ms(self) -> float | None:
+        """Mean answer time in milliseconds (None: no answer)."""
+        answered = self.requests - self.lost
+        return self.answer_ms / answered if answered > 0 else None
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second while busy."""
+        return self.requests / self.busy if self.busy > 0 else None
+
+    @property
+    def limit_rate(self) -> float | None:
+        """The known limit in requests per second."""
+        return self.limit / self.interval if self.interval > 0 and self.limit > 0 else None
+
+    @property
+    def pace(self) -> float | None:
+        """Requests per second while busy as a share of the known limit (1.0: at the limit)."""
+        rate, limit = self.rate, self.limit_rate
+        return rate / limit if rate is not None and limit else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bin:
+    """One point of a series: ``seconds`` of running time from its ``x`` (seconds since the
+    start of the first run, with the idle time between runs left out)."""
+
+    x: float
+    requests: float  #: per second, over the bin
+    limit: float | None  #: per second, the known limit (None: unknown)
+    throttled: int
+    retries: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Series:
+    """Requests per second against the known limit, for one location or the whole run."""
+
+    label: str
+    bins: tuple[Bin, ...]
+    #: seconds each bin spans
+    width: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineView:
+    """What a report page shows of one or more timelines (see :func:`read_timeline`)."""
+
+    runs: tuple[RunSpan, ...]
+    locations: Mapping[LocationId, LocationActivity]
+    overall: Series | None
+    busiest: tuple[Series, ...]
+    #: x (seconds of running time) where a later run starts after idle time left out
+    breaks: tuple[float, ...] = ()
+    #: timeline files that were not there (an older report, or none was written)
+    missing: tuple[str, ...] = ()
+
+
+def _items(path: str) -> Iterator[dict[str, Any]]:
+    """The timeline's objects, in order, read as consumed; damaged lines are skipped (a
+    torn last line is what a killed process leaves)."""
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.endswith(b"\n"):
+                return
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(item, dict):
+                yield item
+
+
+def _seconds(paths: Iterable[str]) -> Iterator[tuple[int, int, dict[str, list[float]]]]:
+    """(run number, second, counters per location) of every busy second."""
+    run = -1
+    for path in paths:
+        for item in _items(path):
+            if "start" in item:
+                run += 1
+            elif "loc" in item and isinstance(item["loc"], dict):
+                yield max(run, 0), int(item.get("t", 0)), item["loc"]
+
+
+class _Axis:
+    """Running time: wall-clock seconds with the idle gaps between runs left out."""
+
+    def __init__(self, spans: Sequence[tuple[float, float]]) -> None:
+        merged: list[list[float]] = []
+        for start, end in sorted(spans):
+            if merged and start <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        self.segments: list[tuple[float, float, float]] = []  # (start, end, offset)
+        offset = 0.0
+        for start, end in merged:
+            self.segments.append((start, end, offset))
+            offset += max(end - start, 1.0)
+        self.length = offset
+
+    @property
+    def breaks(self) -> tuple[float, ...]:
+        return tuple(offset for _, _, offset in self.segments[1:])
+
+    def x(self, second: float) -> float:
+        for start, end, offset in reversed(self.segments):
+            if second >= start:
+                return offset + min(second - start, end - start)
+        return 0.0
+
+
+def read_timeline(
+    paths: Sequence[str], *, max_bins: int = MAX_BINS, busiest: int = BUSIEST
+) -> TimelineView:
+    """The runs, per-location totals and series of the timelines at ``paths`` (the ones that
+    exist; the others are listed in ``missing``). Two streaming passes: memory holds the
+    locations and ``max_bins`` points per series, never the seconds."""
+    present = [p for p in paths if os.path.exists(p)]
+    missing = tuple(p for p in paths if p not in present)
+    starts: list[Mapping[str, Any]] = []
+    ends: dict[int, Mapping[str, Any]] = {}
+    for path in present:
+        for item in _items(path):
+            if "start" in item:
+                starts.append(item)
+            elif "end" in item and starts:
+                ends[len(starts) - 1] = item
+    # Pass 1: totals per run and per location.
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    per_run = [[0, 0, 0] for _ in range(max(len(starts), 1))]
+    locations: dict[LocationId, LocationActivity] = {}
+    for run, second, counters in _seconds(present):
+        first.setdefault(run, second)
+        last[run] = max(last.get(run, second), second)
+        for location, c in counters.items():
+            if not isinstance(c, list) or len(c) < len(FIELDS):
+                continue
+            activity = locations.get(location)
+            if activity is None:
+                activity = locations[location] = LocationActivity(location=location)
+            _add(activity, run, second, c)
+            per_run[run][0] += int(c[_REQ])
+            per_run[run][1] += int(c[_429])
+            per_run[run][2] += int(c[_RETRY])
+    for activity in locations.values():
+        _close_run(activity)
+    if not starts and first:  # a timeline without start lines: one run from its seconds
+        starts = [{"t": float(first[0])}]
+    runs = tuple(
+        RunSpan(
+            start=start,
+            end=ends.get(i),
+            first=first.get(i),
+            last=last.get(i),
+            requests=per_run[i][0],
+            throttled=per_run[i][1],
+            retries=per_run[i][2],
+        )
+        for i, start in enumerate(starts)
+    )
+    if not locations:
+        return TimelineView(
+            runs=runs, locations=locations, overall=None, busiest=(), missing=missing
+        )
+    # Pass 2: series, for the whole run and the busiest locations.
+    axis = _Axis([(math.floor(run.began), run.ended) for run in runs])
+    top = sorted(locations.values(), key=lambda a: (-a.requests, a.location))[:busiest]
+    widest = max((a.interval for a in top), default=1.0)
+    # A bin at least as wide as the limit's window, so that it compares with the limit.
+    width = max(1, math.ceil(axis.length / max_bins), math.ceil(widest))
+    count = math.ceil(axis.length / width) + 1
+    overall = _Bins(count)
+    own = {a.location: _Bins(count) for a in top}
+    seen: dict[LocationId, int] = {}  # the last bin each location's limit was added to
+    for _run, second, counters in _seconds(present):
+        index = int(axis.x(second) // width)
+        for location, c in counters.items():
+            if not isinstance(c, list) or len(c) < len(FIELDS):
+                continue
+            limit_rate = c[_LIMIT] / c[_INTERVAL] if c[_INTERVAL] else 0.0
+            # The whole run's limit: the sum of the limits of the locations busy in the bin.
+            add_limit = seen.get(location) != index
+            seen[location] = index
+            overall.add(index, c, limit_rate if add_limit else 0.0)
+            bins = own.get(location)
+            if bins is not None:
+                bins.add(index, c, limit_rate, replace_limit=True)
+    return TimelineView(
+        runs=runs,
+        locations=locations,
+        overall=overall.series("whole run", width),
+        busiest=tuple(own[a.location].series(a.location, width) for a in top),
+        breaks=axis.breaks,
+        missing=missing,
+    )
+
+
+def _add(activity: LocationActivity, run: int, second: int, c: list[float]) -> None:
+    if activity._run != run:
+        _close_run(activity)
+        activity._run = run
+    if activity._first is None:
+        activity._first = second
+    activity._last = second
+    activity.requests += int(c[_REQ])
+    activity.throttled += int(c[_429])
+    activity.retries += int(c[_RETRY])
+    activity.server_errors += int(c[_5XX])
+    activity.lost += int(c[_LOST])
+    activity.unreached += int(c[_UNREACHED])
+    activity.answer_ms += int(c[_MS])
+    activity.limit, activity.interval = int(c[_LIMIT]), float(c[_INTERVAL])
+
+
+def _close_run(activity: LocationActivity) -> None:
+    """Add the run's busy span (first to last busy second, inclusive) to the location's."""
+    if activity._first is not None and activity._last is not None:
+        activity.busy += activity._last - activity._first + 1
+    activity._first = activity._last = None
+
+
+class _Bins:
+    """Sums per bin; the limit is summed (whole run) or the last one kept (one location)."""
+
+    def __init__(self, count: int) -> None:
+        self.requests = [0] * count
+        self.throttled = [0] * count
+        self.retries = [0] * count
+        self.limit: list[float | None] = [None] * count
+        self.used = [False] * count
+
+    def add(self, index: int, c: list[float], limit: float, *, replace_limit: bool = False) -> None:
+        self.used[index] = True
+        self.requests[index] += int(c[_REQ])
+        self.throttled[index] += int(c[_429])
+        self.retries[index] += int(c[_RETRY])
+        if replace_limit:
+            self.limit[index] = limit or None
+        elif limit:
+            self.limit[index] = (self.limit[index] or 0.0) + limit
+
+    def series(self, label: str, width: int) -> Series:
+        # Idle bins inside the run are points at 0 (nothing sent is a fact worth seeing);
+        # the limit there is unknown.
+        last = max((i for i, used in enumerate(self.used) if used), default=-1)
+        bins = tuple(
+            Bin(
+                x=float(i * width),
+                requests=self.requests[i] / width,
+                limit=None if self.limit[i] is None else round(self.limit[i] or 0.0, 3),
+                throttled=self.throttled[i],
+                retries=self.retries[i],
+            )
+            for i in range(last + 1)
+        )
+        return Series(label=label, bins=bins, width=width)
