@@ -31,11 +31,14 @@ from .limiter import DailyLimitExhausted, LocationGates, LocationLimiter, RateHi
 from .lock import FileLock, LockHeld
 from .merge import MergeResult, merge_reports
 from .model import BLOCKED, FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
+from .overview import Overview, RunIdentity, message_pattern, run_identity, summarize
+from .page import render_page, write_page
 from .report import iter_report, read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
 from .runner import Observer, RunConfig, Runner, RunResult, Summary, run
 from .shard import Shard, ShardSet, shard_of
 from .steps import Planned, Send, Steps, Write
+from .timeline import AttemptRecorder, TimelineView, TimelineWriter, read_timeline, timeline_path
 from .tokens import load_tokens
 from .transport import AiohttpTransport, Transport
 
@@ -46,6 +49,7 @@ __all__ = [
     "NOT_RUN",
     "RETRYABLE_STATUSES",
     "AiohttpTransport",
+    "AttemptRecorder",
     "AttemptTimeout",
     "Caller",
     "CheckSummary",
@@ -69,6 +73,7 @@ __all__ = [
     "MissingToken",
     "Observer",
     "Outcome",
+    "Overview",
     "Planned",
     "RateHint",
     "Record",
@@ -78,6 +83,7 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "RunConfig",
+    "RunIdentity",
     "RunResult",
     "RunStats",
     "RunStopped",
@@ -88,6 +94,8 @@ __all__ = [
     "Steps",
     "StorageError",
     "Summary",
+    "TimelineView",
+    "TimelineWriter",
     "TokenLookup",
     "TokenProvider",
     "Transport",
@@ -101,10 +109,17 @@ __all__ = [
     "journal_path",
     "load_tokens",
     "merge_reports",
+    "message_pattern",
     "parse_rate",
     "pending_intents",
     "read_report",
+    "read_timeline",
+    "render_page",
     "retry_after_seconds",
     "run",
+    "run_identity",
     "shard_of",
+    "summarize",
+    "timeline_path",
+    "write_page",
 ]

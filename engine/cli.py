@@ -9,6 +9,7 @@ ok, 2 usage or job-file errors, or a host that cannot be reached, with nothing s
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import entry_points
@@ -20,12 +21,14 @@ import click
 from .console import ProgressBar, configure_logging, render_summary
 from .errors import ConfigError, StorageError
 from .limiter import parse_rate
+from .page import check_page_path, write_page
 from .retry import RetryPolicy
 from .runner import Observer, RunConfig, RunResult
 from .shard import Shard
 
 __all__ = [
     "execute",
+    "html_option",
     "junit_option",
     "log_options",
     "main",
@@ -35,6 +38,7 @@ __all__ = [
     "run_config",
     "shard_option",
     "start_run",
+    "write_run_page",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,7 +92,21 @@ def retry_options(f: F) -> F:
 
 
 def run_config(job_files: Sequence[str], options: Mapping[str, Any]) -> RunConfig:
-    """A ``RunConfig`` from the shared option bundles (report, rate, retry options)."""
+    """A ``RunConfig`` from the shared option bundles (report, rate, retry options).
+
+    Raises ``click.UsageError`` when ``--html`` cannot be honoured: the page is built from
+    the report and the files beside it, so it needs ``--report``."""
+    html = options.get("html")
+    if html is not None:
+        if options["report"] is None:
+            raise click.UsageError(
+                "--html needs --report: the page is built from the report and the files "
+                "beside it (--report out.csv --html out.html)"
+            )
+        try:
+            check_page_path([options["report"]], html)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
     return RunConfig(
         job_files=tuple(job_files),
         report=options["report"],
@@ -125,8 +143,20 @@ def shard_option(f: F) -> F:
     )(f)
 
 
+def html_option(f: F) -> F:
+    """``--html PATH`` (written by :func:`write_run_page`)."""
+    return click.option(
+        "--html",
+        type=click.Path(dir_okay=False),
+        help="Also write a page of the run: one self-contained HTML file (works offline) "
+        "with outcome totals, a per-location table, failures grouped by cause and the "
+        "pacing timeline. Needs --report; 'ghl-migrate report html' rebuilds it later.",
+    )(f)
+
+
 def report_options(f: F) -> F:
-    """``--report`` and ``--resume``."""
+    """``--report``, ``--resume`` and ``--html``."""
+    f = html_option(f)
     f = click.option(
         "--resume",
         is_flag=True,
@@ -216,7 +246,23 @@ def execute(
         render_summary(result.summary, ok_statuses=ok_statuses)
         for line in notes(result) if notes is not None else ():
             click.echo(line)
+    write_run_page(result.summary.report, options, ok_statuses=ok_statuses)
     sys.exit(result.summary.exit_code)
+
+
+def write_run_page(
+    report: str | None, options: Mapping[str, Any], *, ok_statuses: frozenset[str]
+) -> None:
+    """Write the page ``--html`` asks for, of the run that wrote ``report``, and say where.
+    A page that cannot be written after the run is one error line and exit code 2."""
+    html = options.get("html")
+    if html is None or report is None or not os.path.exists(report):
+        return
+    try:
+        write_page([report], html, ok_statuses=ok_statuses)
+    except (ConfigError, StorageError) as exc:
+        raise _Stopped(f"the run ended, but its page was not written: {exc}") from None
+    click.echo(f"page: {html}")
 
 
 class _Group(click.Group):

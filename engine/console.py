@@ -8,7 +8,8 @@ from __future__ import annotations
 import io
 import logging
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 import structlog
@@ -28,9 +29,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .model import Outcome
+from .overview import Overview, RunIdentity
 from .runner import Summary
+from .timeline import RunSpan
 
-__all__ = ["ProgressBar", "configure_logging", "render_summary"]
+__all__ = ["ProgressBar", "configure_logging", "render_overview", "render_summary"]
 
 
 class _Stderr(io.TextIOBase):
@@ -212,3 +215,99 @@ def _named(name: str | None) -> str:
 
 def _top(counts: Mapping[str, int], n: int) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n])
+
+
+def _when(epoch: object) -> str:
+    if not isinstance(epoch, int | float):
+        return "?"
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+
+
+def _runs_line(runs: Sequence[RunSpan]) -> str:
+    if not runs:
+        return "runs: not recorded (no timeline beside the report)"
+    last = runs[-1]
+    said = f"{len(runs)} run{'' if len(runs) == 1 else 's'}; the last started {_when(last.began)}"
+    if last.end is None:
+        return f"{said} and has no end recorded: it is still running, or was killed"
+    return f"{said}, ended {_when(last.end.get('t'))} with exit code {last.end.get('exit_code')}"
+
+
+def render_overview(
+    overview: Overview,
+    *,
+    identities: Sequence[RunIdentity] = (),
+    runs: Sequence[RunSpan] = (),
+    examples: int = 3,
+    locations: int = 10,
+    console: Console | None = None,
+) -> None:
+    """A report at a glance (``report show``): who made it, outcome counts, the records not
+    ok grouped by cause with a few example rows, and the worst locations. Report values
+    are printed as text, never as markup."""
+    out = console or Console(highlight=False, soft_wrap=True)
+    for identity in identities:
+        line = Text(f"report {identity.report}: ", style="bold")
+        if identity.problem:
+            line.append(identity.problem)
+        else:
+            facts = [identity.kind, *(f"{k} {v}" for k, v in identity.settings.items())]
+            files = ", ".join(name for name, _ in identity.job_files)
+            facts.append(f"job files {files}" if files else "")
+            if identity.ephemeral:
+                facts.append("against the embedded sandbox")
+            line.append("; ".join(f for f in facts if f))
+        out.print(line)
+    out.print(_runs_line(runs))
+    if overview.rows_read > overview.total:
+        out.print(
+            f"{overview.rows_read - overview.total} earlier row(s) of resumed records "
+            "replaced by their last row"
+        )
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    for status in overview.outcomes:
+        style = "green" if overview.is_ok(status) else "red"
+        table.add_row(Text(status, style=style), str(overview.counts[status]))
+    table.add_row(Text("total", style="bold"), Text(str(overview.total), style="bold"))
+    out.print(table)
+    if not overview.groups:
+        out.print(Text("all records ok" if overview.total else "no records", style="green"))
+        return
+    causes = len(overview.groups) + overview.more_groups
+    out.print(
+        Text(f"\nnot ok by cause ({causes} cause{'' if causes == 1 else 's'}):", style="bold")
+    )
+    for group in overview.groups:
+        head = Text(f"{group.count:>7}  ")
+        head.append(group.outcome, style="red")
+        if group.http_status:
+            head.append(f" HTTP {group.http_status}")
+        head.append(f"  {group.pattern}")
+        plural = "" if group.locations == 1 else "s"
+        head.append(f"  ({group.locations} location{plural})", style="dim")
+        out.print(head)
+        for row in group.examples[:examples]:
+            where = row.get("source", "")
+            location = row.get("location_id", "") or "no location_id"
+            out.print(Text(f"           {where}  {location}  {row.get('error', '')}", style="dim"))
+    if overview.more_groups:
+        out.print(
+            f"  … and {overview.more_groups} more cause(s) with "
+            f"{overview.more_group_records} record(s)"
+        )
+    worst = [loc for loc in overview.locations if loc.not_ok][:locations]
+    out.print(Text("\nworst locations:", style="bold"))
+    for loc in worst:
+        name = f" {loc.name}" if loc.name else ""
+        detail = ", ".join(f"{s} {n}" for s, n in sorted(loc.counts.items(), key=lambda kv: -kv[1]))
+        out.print(
+            Text(
+                f"  {loc.location_id or 'no location_id'}{name}: {loc.not_ok} of {loc.total} "
+                f"not ok ({detail})"
+            )
+        )
+    more = sum(1 for loc in overview.locations if loc.not_ok) - len(worst)
+    if more > 0:
+        out.print(f"  … and {more} more location(s) with records not ok")

@@ -406,11 +406,16 @@ class _Axis:
 
 
 def read_timeline(
-    paths: Sequence[str], *, max_bins: int = MAX_BINS, busiest: int = BUSIEST
+    paths: Sequence[str],
+    *,
+    max_bins: int = MAX_BINS,
+    busiest: int = BUSIEST,
+    series: bool = True,
 ) -> TimelineView:
     """The runs, per-location totals and series of the timelines at ``paths`` (the ones that
-    exist; the others are listed in ``missing``). Two streaming passes: memory holds the
-    locations and ``max_bins`` points per series, never the seconds."""
+    exist; the others are listed in ``missing``). Two streaming passes (one without
+    ``series``): memory holds the locations and ``max_bins`` points per series, never the
+    seconds."""
     present = [p for p in paths if os.path.exists(p)]
     missing = tuple(p for p in paths if p not in present)
     starts: list[Mapping[str, Any]] = []
@@ -455,7 +460,7 @@ def read_timeline(
         )
         for i, start in enumerate(starts)
     )
-    if not locations:
+    if not locations or not series:
         return TimelineView(
             runs=runs, locations=locations, overall=None, busiest=(), missing=missing
         )

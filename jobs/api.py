@@ -32,6 +32,7 @@ from engine import (
     LocationGates,
     Observer,
     Outcome,
+    Overview,
     RunConfig,
     RunResult,
     TokenLookup,
@@ -40,6 +41,9 @@ from engine import (
     check_job_files,
     load_tokens,
     run,
+    run_identity,
+    summarize,
+    write_page,
 )
 
 from .agency import AgencyCredential, AgencyTokens
@@ -48,11 +52,32 @@ from .directory import Directory, LocationSelector, find_selectors
 from .highlevel import DEFAULT_BASE_URL
 from .kinds import RELATIONS, detect_kind, job_kind
 from .plan import PlanResult, drift_of
+from .relations import RelationsJob
 from .rollback import RollbackPlan
 from .routes import Api
 from .sandbox import Sandbox, SandboxConfig
 
-__all__ = ["AgencyCredential", "plan_job", "rollback_job", "run_job", "validate_job"]
+__all__ = [
+    "AgencyCredential",
+    "plan_job",
+    "report_ok_statuses",
+    "report_overview",
+    "report_page",
+    "rollback_job",
+    "run_job",
+    "validate_job",
+]
+
+#: the outcomes each job kind counts as ok, by the name its journals record
+_OK_STATUSES = {
+    AssociationsJob.name: AssociationsJob.ok_statuses,
+    RelationsJob.name: RelationsJob.ok_statuses,
+}
+#: and a plan's pending changes
+_PLAN_STATUSES = {
+    AssociationsJob.name: AssociationsJob.plan_statuses,
+    RelationsJob.name: RelationsJob.plan_statuses,
+}
 
 
 async def run_job(
@@ -341,3 +366,23 @@ def _hold_reports(plan: RollbackPlan, own_report: str | None) -> contextlib.Exit
         held.close()
         raise
     return held
+
+
+def report_ok_statuses(reports: Sequence[str]) -> frozenset[str] | None:
+    """The outcomes that count as ok in ``reports``, by the job kind their journals name;
+    None when no journal names a kind this package knows (the engine's default applies:
+    everything but failed, invalid and not_run)."""
+    kinds = {run_identity(path).kind for path in reports}
+    known = [_OK_STATUSES[kind] for kind in kinds if kind in _OK_STATUSES]
+    return frozenset().union(*known) if known else None
+
+
+def report_overview(reports: Sequence[str], **options: Any) -> Overview:
+    """Counts, failures grouped by cause and the worst locations of ``reports`` (any
+    report, also one still being written): see ``engine.overview.summarize``."""
+    return summarize(reports, ok_statuses=report_ok_statuses(reports), **options)
+
+
+def report_page(reports: Sequence[str], out: str, **options: Any) -> None:
+    """Write the HTML page of ``reports`` to ``out``: see ``engine.page.render_page``."""
+    write_page(reports, out, ok_statuses=report_ok_statuses(reports), **options)

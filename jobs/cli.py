@@ -1,5 +1,5 @@
 """HighLevel commands for ``ghl-migrate``: ``validate``, ``plan``, ``run``, ``rollback``,
-``sandbox`` and ``report merge``.
+``report`` (``merge``, ``show``, ``html``) and ``sandbox``.
 
 Each command only parses options, builds a ``RunConfig`` or ``SandboxConfig`` and calls the
 library; everything it does is callable from Python (see ``jobs.api``).
@@ -20,11 +20,16 @@ from engine import (
     Outcome,
     RunResult,
     Shard,
+    StorageError,
     merge_reports,
     parse_rate,
+    read_timeline,
+    run_identity,
+    timeline_path,
 )
 from engine.cli import (
     execute,
+    html_option,
     junit_option,
     log_options,
     rate_options,
@@ -33,10 +38,12 @@ from engine.cli import (
     run_config,
     shard_option,
     start_run,
+    write_run_page,
 )
+from engine.console import render_overview
 
 from .agency import AgencyCredential, load_agency
-from .api import plan_job, rollback_job, run_job, validate_job
+from .api import plan_job, report_overview, report_page, rollback_job, run_job, validate_job
 from .associations import AssociationsJob
 from .console import render_plan, render_validation
 from .highlevel import DEFAULT_BASE_URL
@@ -258,6 +265,7 @@ def validate_command(job_files: tuple[str, ...]) -> None:
     help="Per-record report of the planned outcomes (.csv or .jsonl), with the same columns "
     "as run's. A plan's report is replaced by the next plan, never resumed or rolled back.",
 )
+@html_option
 @junit_option
 @click.option(
     "--detailed-exitcode",
@@ -308,6 +316,7 @@ def plan_command(
     with start_run(start, ok_statuses=ok, options=options) as plan:
         render_plan(plan)
         code = plan.exit_code(detailed=detailed_exitcode)
+    write_run_page(config.report, options, ok_statuses=ok)
     sys.exit(code)
 
 
@@ -704,7 +713,12 @@ def _rollback(
 
 @click.group("report")
 def report_group() -> None:
-    """Work with run reports."""
+    """Work with run reports: merge shards' reports, sum reports up in the terminal, or
+    write a page of them to open in a browser.
+
+    show and html work on any report, also one still being written by a running or killed
+    run.
+    """
 
 
 @report_group.command("merge")
@@ -754,6 +768,80 @@ def _merged(result: MergeResult) -> None:
             "the merged shards did, but cannot be resumed; merge again when they are done",
             err=True,
         )
+
+
+_reports_argument = click.argument(
+    "reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False)
+)
+
+
+@report_group.command("show")
+@_reports_argument
+@click.option(
+    "--examples",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="Example rows per cause.",
+)
+@click.option(
+    "--causes", type=click.IntRange(1), default=10, show_default=True, help="Causes to list."
+)
+@click.option(
+    "--locations",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    help="Worst locations to list.",
+)
+def report_show_command(
+    reports: tuple[str, ...], examples: int, causes: int, locations: int
+) -> None:
+    """Sum up REPORTS: counts by outcome, records not ok grouped by cause (status and
+    message pattern, with example rows), and the worst locations.
+
+    \b
+    ghl-migrate report show out.csv
+    ghl-migrate report show out.csv --causes 30 --examples 10
+    """
+    try:
+        overview = report_overview(reports, groups=causes, examples=examples)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    runs = read_timeline([timeline_path(r) for r in reports], series=False).runs
+    render_overview(
+        overview,
+        identities=[run_identity(r) for r in reports],
+        runs=runs,
+        examples=examples,
+        locations=locations,
+    )
+
+
+@report_group.command("html")
+@_reports_argument
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="The page to write. Default: the first report's path with .html for its extension.",
+)
+def report_html_command(reports: tuple[str, ...], output: str | None) -> None:
+    """Write one self-contained HTML page of REPORTS (it works offline): the run's
+    identity, outcome totals, a sortable and filterable per-location table, records not
+    ok grouped by cause, and requests per second against each location's limit.
+
+    \b
+    ghl-migrate report html out.csv -o out.html
+    """
+    out = output or f"{reports[0].rsplit('.', 1)[0]}.html"
+    try:
+        report_page(reports, out)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"page: {out}")
 
 
 COMMANDS = [
