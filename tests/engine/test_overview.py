@@ -47,6 +47,13 @@ def test_a_message_pattern_leaves_out_what_varies(message: str, pattern: str) ->
     assert message_pattern(message) == pattern
 
 
+def test_a_records_own_values_are_left_out_of_its_pattern() -> None:
+    """A location id without digits, or a key, is known as the record's own value."""
+    row = {"location_id": "locAAAAAAAA", "key": "boat_owner", "outcome": "failed"}
+    message = "no boat_owner in location locAAAAAAAA"
+    assert message_pattern(message, row) == "no <key> in location <location_id>"
+
+
 def test_one_cause_groups_across_locations_with_its_first_rows(tmp_path: Path) -> None:
     """The same error in three locations is one group, counting its locations and rows."""
     rows = [
