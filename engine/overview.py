@@ -13,8 +13,8 @@ location, as a run does) and a capped number of groups and example rows.
 
 Failures are grouped by cause: outcome, HTTP status and a *pattern* of the message, which
 keeps its first clause (up to ``; ``, after which messages add details such as what a
-location has) with the record's own values (its location id, key, ...), quoted values, ids
-and numbers replaced, so that ``object 'custom_objects.boat' does not exist in location X``
+location has) with the record's own location id (and name), quoted values, ids and
+numbers replaced, so that ``object 'custom_objects.boat' does not exist in location X``
 is one cause across every location.
 Nothing here knows any API: the columns a kind adds are kept in the example rows as they are.
 """
@@ -59,22 +59,17 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _PATTERN_LENGTH = 200
 
 
-#: report columns whose values are the outcome, not the record: never replaced in a message
-_RESULT_COLUMNS = frozenset({"outcome", "http_status", "attempts", "error"})
-
-
 def message_pattern(error: str, row: Mapping[str, str] | None = None) -> str:
     """The cause an error message states, with what varies from record to record replaced:
-    its first clause, the record's own values (from ``row``: ``<location_id>``, ``<key>``,
-    ...), quoted values as ``'…'``, ids as ``<id>``, numbers as ``<n>``."""
+    its first clause, the record's location (from ``row``: ``<location_id>``), quoted
+    values as ``'…'``, ids as ``<id>``, numbers as ``<n>``."""
     first = error.split("; ", 1)[0].strip()
     if row:
-        own = sorted(
-            ((v, k) for k, v in row.items() if k not in _RESULT_COLUMNS and len(v) >= 4),
-            key=lambda kv: -len(kv[0]),
-        )
-        for value, column in own:
-            if value in first:
+        # Only the location's own id and name: other columns hold everyday words too
+        # (an action "create"), which must stay in the message.
+        for column in (NAME_COLUMN, "location_id"):
+            value = row.get(column, "")
+            if len(value) >= 4 and value in first:
                 first = first.replace(value, f"<{column}>")
     text = _QUOTED.sub(lambda m: f"{m[0][0]}…{m[0][0]}", first)
     text = _ID.sub("<id>", text)

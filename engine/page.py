@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jinja2
@@ -42,7 +43,7 @@ from pygal.style import Style
 from .errors import ConfigError, StorageError
 from .journal import journal_path
 from .overview import NAME_COLUMN, LocationSummary, Overview, run_identity, summarize
-from .timeline import LocationActivity, Series, TimelineView, read_timeline, timeline_path
+from .timeline import Bin, LocationActivity, Series, TimelineView, read_timeline, timeline_path
 
 __all__ = ["check_page_path", "render_page", "write_page"]
 
@@ -88,6 +89,15 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+
+
+def _ticks(length: float, most: int = 8) -> list[float]:
+    """Round times (seconds) for the x axis: at most ``most`` + 1 labels over ``length``."""
+    step = next((s for s in _STEPS if length / s <= most), 86400 * math.ceil(length / 86400 / most))
+    return [float(i * step) for i in range(int(length // step) + 1)]
+
+
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
@@ -111,31 +121,31 @@ def _chart(series: Series, breaks: Sequence[float]) -> Markup:
         width=860,
         height=240,
         show_legend=False,  # the page draws the legend once, in HTML
-        show_dots=len(bins) <= 40,  # a short run's few points stay visible
-        dots_size=2.5,
+        show_dots=False,
         allow_interruptions=True,
         disable_xml_declaration=True,
         style=_STYLE,
         x_value_formatter=_clock,
+        x_labels=_ticks(bins[-1].x + series.width if bins else 1.0),
         include_x_axis=True,
         show_x_guides=False,
         margin=8,
     )
-    chart.add(
-        "requests/s", [(b.x, round(b.requests, 3)) for b in bins], stroke_style={"width": 1.5}
-    )
-    chart.add(
-        "limit/s",
-        [(b.x, b.limit) for b in bins],
-        stroke_style={"dasharray": "8,4", "width": 2},
-    )
-    chart.add(
-        "retries/s",
-        [(b.x, round(b.retries / series.width, 3)) for b in bins],
-        stroke_style={"width": 1},
-    )
+    width = series.width
+
+    def steps(value: Callable[[Bin], float | None]) -> list[tuple[float | None, float | None]]:
+        # Each bin's value holds over its whole span: a step, not a slope between points.
+        points: list[tuple[float | None, float | None]] = []
+        for b in bins:
+            v = value(b)
+            points += [(b.x, v), (b.x + width, v)]
+        return points
+
+    chart.add("requests/s", steps(lambda b: round(b.requests, 3)), stroke_style={"width": 1.5})
+    chart.add("limit/s", steps(lambda b: b.limit), stroke_style={"dasharray": "8,4", "width": 2})
+    chart.add("retries/s", steps(lambda b: round(b.retries / width, 3)), stroke_style={"width": 1})
     throttled: list[tuple[float | None, float | None]] = [
-        (b.x, round(b.requests, 3)) for b in bins if b.throttled
+        (b.x + width / 2, round(b.requests, 3)) for b in bins if b.throttled
     ]
     chart.add(
         "429s",
