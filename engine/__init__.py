@@ -32,7 +32,6 @@ from .lock import FileLock, LockHeld
 from .merge import MergeResult, merge_reports
 from .model import BLOCKED, FAILED, INVALID, NOT_RUN, LocationId, Outcome, Record, Request, Response
 from .overview import Overview, RunIdentity, message_pattern, run_identity, summarize
-from .page import render_page, write_page
 from .report import iter_report, read_report
 from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
 from .runner import Observer, RunConfig, Runner, RunResult, Summary, run
@@ -114,12 +113,10 @@ __all__ = [
     "pending_intents",
     "read_report",
     "read_timeline",
-    "render_page",
     "retry_after_seconds",
     "run",
     "run_identity",
     "shard_of",
     "summarize",
     "timeline_path",
-    "write_page",
 ]

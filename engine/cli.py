@@ -21,7 +21,6 @@ import click
 from .console import ProgressBar, configure_logging, render_summary
 from .errors import ConfigError, StorageError
 from .limiter import parse_rate
-from .page import check_page_path, write_page
 from .retry import RetryPolicy
 from .runner import Observer, RunConfig, RunResult
 from .shard import Shard
@@ -103,6 +102,8 @@ def run_config(job_files: Sequence[str], options: Mapping[str, Any]) -> RunConfi
                 "--html needs --report: the page is built from the report and the files "
                 "beside it (--report out.csv --html out.html)"
             )
+        from .page import check_page_path  # here: a run without --html never loads Jinja2
+
         try:
             check_page_path([options["report"]], html)
         except ConfigError as exc:
@@ -258,6 +259,8 @@ def write_run_page(
     html = options.get("html")
     if html is None or report is None or not os.path.exists(report):
         return
+    from .page import write_page  # here: a run without --html never loads Jinja2 or pygal
+
     try:
         write_page([report], html, ok_statuses=ok_statuses)
     except (ConfigError, StorageError) as exc:

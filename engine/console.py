@@ -227,7 +227,12 @@ def _runs_line(runs: Sequence[RunSpan]) -> str:
     if not runs:
         return "runs: not recorded (no timeline beside the report)"
     last = runs[-1]
-    said = f"{len(runs)} run{'' if len(runs) == 1 else 's'}; the last started {_when(last.began)}"
+    sent = (
+        f"{sum(r.requests for r in runs)} requests sent, {sum(r.retries for r in runs)} "
+        f"retried, {sum(r.throttled for r in runs)} rate limited (429)"
+    )
+    said = f"{len(runs)} run{'' if len(runs) == 1 else 's'} ({sent}); the last started "
+    said += _when(last.began)
     if last.end is None:
         return f"{said} and has no end recorded: it is still running, or was killed"
     return f"{said}, ended {_when(last.end.get('t'))} with exit code {last.end.get('exit_code')}"
@@ -251,12 +256,17 @@ def render_overview(
         if identity.problem:
             line.append(identity.problem)
         else:
-            facts = [identity.kind, *(f"{k} {v}" for k, v in identity.settings.items())]
+            facts = [
+                identity.kind,
+                *(f"{k.replace('_', ' ')} {v}" for k, v in identity.settings.items()),
+            ]
             files = ", ".join(name for name, _ in identity.job_files)
             facts.append(f"job files {files}" if files else "")
             if identity.ephemeral:
                 facts.append("against the embedded sandbox")
-            line.append("; ".join(f for f in facts if f))
+            if identity.plan:
+                facts.append("a plan (nothing was written)")
+            line.append(", ".join(f for f in facts if f))
         out.print(line)
     out.print(_runs_line(runs))
     if overview.rows_read > overview.total:

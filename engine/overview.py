@@ -329,7 +329,7 @@ def _groups(
 
 
 #: journal fields that are not settings of the kind
-_NOT_SETTINGS = frozenset({"format", "kind", "job_files", "job_sha256", "ephemeral"})
+_NOT_SETTINGS = frozenset({"format", "kind", "job_files", "job_sha256", "ephemeral", "plan"})
 
 
 def shown_url(url: str) -> str:
@@ -353,6 +353,8 @@ class RunIdentity:
     job_files: tuple[tuple[str, str], ...] = ()
     #: the run went to a throwaway server (an embedded sandbox)
     ephemeral: bool = False
+    #: a plan: its outcomes say what a run would do, nothing was written
+    plan: bool = False
     #: why the journal could not say (missing, damaged), or ""
     problem: str = ""
 
@@ -380,4 +382,5 @@ def run_identity(report: str) -> RunIdentity:
         },
         job_files=tuple((str(n), digests.get(str(n), "")) for n in meta.get("job_files") or []),
         ephemeral=meta.get("ephemeral") is True,
+        plan=meta.get("plan") is True,
     )

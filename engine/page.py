@@ -36,9 +36,7 @@ from typing import Any
 
 import jinja2
 import orjson
-import pygal
 from markupsafe import Markup
-from pygal.style import Style
 
 from .errors import ConfigError, StorageError
 from .journal import journal_path
@@ -60,18 +58,30 @@ _LEGEND = (
     ("a later run starts", _COLORS[4]),
 )
 
-_STYLE = Style(
-    background="transparent",
-    plot_background="transparent",
-    colors=_COLORS,
-    guide_stroke_dasharray="0",
-    major_guide_stroke_dasharray="0",
-    guide_stroke_color="#e5e7eb",
-    major_guide_stroke_color="#d1d5db",
-    font_family="system-ui, sans-serif",
-    label_font_size=11,
-    legend_font_size=12,
-)
+#: pygal's style for every chart (built on first use, see :func:`_pygal`)
+_STYLE: dict[str, Any] = {
+    "background": "transparent",
+    "plot_background": "transparent",
+    "colors": _COLORS,
+    "guide_stroke_dasharray": "0",
+    "major_guide_stroke_dasharray": "0",
+    "guide_stroke_color": "#e5e7eb",
+    "major_guide_stroke_color": "#d1d5db",
+    "font_family": "system-ui, sans-serif",
+    "label_font_size": 11,
+    "legend_font_size": 12,
+}
+
+
+def _pygal() -> Any:
+    """pygal, imported when a chart is drawn rather than with the engine: on import it adds
+    a legacy finder to ``sys.meta_path`` (for its map plugins) that makes Python 3.11 warn
+    (``ImportWarning``, ignored by default) on every later import; only a process that
+    draws a page should carry it."""
+    import pygal
+
+    return pygal
+
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("engine", "templates"),
@@ -116,6 +126,7 @@ def _chart(series: Series, breaks: Sequence[float]) -> Markup:
     """Requests per second against the known limit, retries per second, 429s as dots,
     and a dashed line where a later run starts."""
     bins = series.bins
+    pygal = _pygal()
     chart = pygal.XY(
         js=[],  # pygal's tooltip script would be fetched from the web: none
         width=860,
@@ -124,7 +135,7 @@ def _chart(series: Series, breaks: Sequence[float]) -> Markup:
         show_dots=False,
         allow_interruptions=True,
         disable_xml_declaration=True,
-        style=_STYLE,
+        style=pygal.style.Style(**_STYLE),
         x_value_formatter=_clock,
         x_labels=_ticks(bins[-1].x + series.width if bins else 1.0),
         include_x_axis=True,
@@ -213,6 +224,16 @@ def _location_rows(
             }
         )
     return rows
+
+
+#: the columns an example row starts with: where it is and why it is not ok
+_FIRST_COLUMNS = ("source", "location_id", NAME_COLUMN, "http_status", "attempts", "error")
+
+
+def _example_columns(columns: Sequence[str]) -> list[str]:
+    """Every column of the report, the ones that say what went wrong first."""
+    first = [c for c in _FIRST_COLUMNS if c in columns]
+    return first + [c for c in columns if c not in first]
 
 
 def _pace(activity: Mapping[str, LocationActivity]) -> float | None:
@@ -324,7 +345,7 @@ def render_page(
         rows=rows,
         has_names=any(r["name"] for r in rows) or NAME_COLUMN in overview.columns,
         has_timeline=view.overall is not None,
-        example_columns=overview.columns,
+        example_columns=_example_columns(overview.columns),
         examples=examples,
         data=Markup(_data(overview, view, rows)),  # noqa: S704 - JSON escaped for a script
         duration=_duration,

@@ -345,8 +345,10 @@ class TimelineView:
     locations: Mapping[LocationId, LocationActivity]
     overall: Series | None
     busiest: tuple[Series, ...]
-    #: x (seconds of running time) where a later run starts after idle time left out
+    #: x (seconds of running time) where each later run (a resume) starts
     breaks: tuple[float, ...] = ()
+    #: whether idle time between runs was left out of the x axis
+    gaps: bool = False
     #: timeline files that were not there (an older report, or none was written)
     missing: tuple[str, ...] = ()
 
@@ -393,10 +395,6 @@ class _Axis:
             self.segments.append((start, end, offset))
             offset += max(end - start, 1.0)
         self.length = offset
-
-    @property
-    def breaks(self) -> tuple[float, ...]:
-        return tuple(offset for _, _, offset in self.segments[1:])
 
     def x(self, second: float) -> float:
         for start, end, offset in reversed(self.segments):
@@ -492,7 +490,8 @@ def read_timeline(
         locations=locations,
         overall=overall.series("whole run", width),
         busiest=tuple(own[a.location].series(a.location, width) for a in top),
-        breaks=axis.breaks,
+        breaks=tuple(sorted({axis.x(math.floor(run.began)) for run in runs[1:]})),
+        gaps=len(axis.segments) > 1,
         missing=missing,
     )
 

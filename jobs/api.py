@@ -43,7 +43,6 @@ from engine import (
     run,
     run_identity,
     summarize,
-    write_page,
 )
 
 from .agency import AgencyCredential, AgencyTokens
@@ -369,12 +368,16 @@ def _hold_reports(plan: RollbackPlan, own_report: str | None) -> contextlib.Exit
 
 
 def report_ok_statuses(reports: Sequence[str]) -> frozenset[str] | None:
-    """The outcomes that count as ok in ``reports``, by the job kind their journals name;
-    None when no journal names a kind this package knows (the engine's default applies:
-    everything but failed, invalid and not_run)."""
-    kinds = {run_identity(path).kind for path in reports}
-    known = [_OK_STATUSES[kind] for kind in kinds if kind in _OK_STATUSES]
-    return frozenset().union(*known) if known else None
+    """The outcomes that count as ok in ``reports``, by the job kind their journals name (a
+    plan's pending changes too); None when no journal names a kind this package knows (the
+    engine's default applies: everything but failed, invalid and not_run)."""
+    ok: set[str] = set()
+    for identity in (run_identity(path) for path in reports):
+        if identity.kind in _OK_STATUSES:
+            ok |= _OK_STATUSES[identity.kind]
+            if identity.plan:
+                ok |= AssociationsJob.plan_statuses
+    return frozenset(ok) if ok else None
 
 
 def report_overview(reports: Sequence[str], **options: Any) -> Overview:
@@ -385,4 +388,6 @@ def report_overview(reports: Sequence[str], **options: Any) -> Overview:
 
 def report_page(reports: Sequence[str], out: str, **options: Any) -> None:
     """Write the HTML page of ``reports`` to ``out``: see ``engine.page.render_page``."""
+    from engine.page import write_page  # Jinja2 and pygal load only to draw a page
+
     write_page(reports, out, ok_statuses=report_ok_statuses(reports), **options)

@@ -1,10 +1,12 @@
-"""Read a report page back (stdlib html.parser) and a report CSV on its own, for comparing them."""
+"""Read a report page back (stdlib html.parser) and a report CSV on its own, for comparing
+them; and make a large synthetic report with its timeline."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -172,3 +174,47 @@ def assert_page_matches_report(page: Page, report: Path | str, ok: frozenset[str
     for outcome, _status, count, examples in page.groups:
         assert outcome not in ok
         assert 0 < examples <= count
+
+
+COLUMNS = ["source", "location_id", "key", "outcome", "http_status", "attempts", "error"]
+
+
+def synthetic_report(folder: Path, records: int, locations: int, seconds: int) -> Path:
+    """``big.csv``: a report of ``records`` rows over ``locations`` with 60 causes of failure
+    (more than a page lists), invalid and not_run rows, and its timeline of ``seconds`` busy
+    seconds in which every location sends 10 requests a second at its limit of 100/10s."""
+    rng = random.Random(7)
+    locs = [f"loc{i:04d}{rng.getrandbits(48):012x}" for i in range(locations)]
+    report = folder / "big.csv"
+    with report.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for i in range(records):
+            loc = locs[i % locations]
+            roll = rng.random()
+            if roll < 0.9:
+                row = ["created", "201", "1", ""]
+            elif roll < 0.95:
+                cause = rng.randrange(60)  # 60 causes: more than the page lists
+                row = [
+                    "failed",
+                    "422",
+                    "1",
+                    f"cause {cause:c}x: object 'o{i}' in {loc}; detail {i}",
+                ]
+            elif roll < 0.98:
+                row = ["invalid", "", "0", f"key: must not contain spaces, not 'k {i}'"]
+            else:
+                row = ["not_run", "", "0", "not sent: the run was stopped"]
+            writer.writerow([f"jobs.csv:{i + 2}", loc, f"key_{i}", *row])
+    with (folder / "big.csv.timeline").open("w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"timeline": "ghl-migrate-timeline/1", "fields": []}) + "\n")
+        fh.write(json.dumps({"start": "x", "t": 1000.0, "resumed": False}) + "\n")
+        for s in range(seconds):
+            loc = {
+                name: [10, int(s % 97 == 0), int(s % 13 == 0), 0, 0, 0, 2500, 100, 10.0]
+                for name in locs
+            }
+            fh.write(json.dumps({"t": 1000 + s, "loc": loc}) + "\n")
+        fh.write(json.dumps({"end": "y", "t": 1000.0 + seconds, "exit_code": 1}) + "\n")
+    return report

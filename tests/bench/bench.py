@@ -42,6 +42,12 @@ sandbox-relations, sandbox-relations-scale
     deletes at full speed, 50,000 relations in one location, and 1,000,000 over 1,000
     locations; requests/s, the sandbox's CPU per request and its memory per relation. See
     ``sandbox_load.py``.
+report
+    Reading a large report back (no sandbox): ``report show``'s summary (``summarize``) and
+    ``report html``'s page (``write_page``) of a synthetic report of N records over L
+    locations (1,000,000 over 300: 60 causes of failure, invalid and not_run rows) with its
+    timeline, each in a fresh worker: wall and CPU time, peak RSS (flat: rows are streamed
+    through a scratch SQLite file), and the page's size.
 
 How it measures. The sandbox is a separate process (``python -m engine sandbox``), so its
 work never counts. Each measured client (engine or floor) is a fresh worker process
@@ -580,6 +586,23 @@ def _sandbox_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {"phases": phases}
 
 
+def _report_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    from engine import summarize
+    from engine.page import write_page
+
+    ok = frozenset({"created", "exists"})
+    paths = [spec["report"]]
+
+    def run() -> dict[str, Any]:
+        if spec["what"] == "show":
+            overview = summarize(paths, ok_statuses=ok, groups=10, examples=3)
+            return {"records": overview.total, "counts": dict(overview.counts)}
+        write_page(paths, spec["page"], ok_statuses=ok)
+        return {"page_bytes": os.path.getsize(spec["page"])}
+
+    return _measure(f"report-{spec['what']}", run)
+
+
 def worker_main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     if spec["kind"] == "sandbox-load":  # the relation routes: see sandbox_load.py
@@ -591,7 +614,12 @@ def worker_main(spec_path: str, out_path: str) -> None:
 
         result = plan_worker(spec)
     else:
-        workers = {"engine": _engine_worker, "floor": _floor_worker, "sandbox": _sandbox_worker}
+        workers = {
+            "engine": _engine_worker,
+            "floor": _floor_worker,
+            "sandbox": _sandbox_worker,
+            "report": _report_worker,
+        }
         result = workers[spec["kind"]](spec)
     Path(out_path).write_text(json.dumps(result))
 
@@ -875,6 +903,37 @@ def run_sandbox(
 # -- output -----------------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class ReportResult:
+    records: int
+    locations: int
+    report_bytes: int
+    timeline_bytes: int
+    show: dict[str, Any]
+    html: dict[str, Any]
+
+
+def run_report(workdir: Path, *, records: int, locations: int) -> ReportResult:
+    from tests.pagecheck import synthetic_report
+
+    folder = workdir / "report"
+    folder.mkdir(exist_ok=True)
+    # Every location at its limit of 10 requests a second for as long as the job takes.
+    seconds = max(1, records // (locations * 10))
+    report = synthetic_report(folder, records, locations, seconds)
+    spec = {"kind": "report", "report": str(report), "page": str(folder / "big.html")}
+    show, _ = _spawn_worker({**spec, "what": "show"}, workdir, "report-show", 3600)
+    html, _ = _spawn_worker({**spec, "what": "html"}, workdir, "report-html", 3600)
+    return ReportResult(
+        records=records,
+        locations=locations,
+        report_bytes=report.stat().st_size,
+        timeline_bytes=Path(f"{report}.timeline").stat().st_size,
+        show=show,
+        html=html,
+    )
+
+
 def machine() -> dict[str, str]:
     model = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -1044,6 +1103,25 @@ def render(
         from tests.bench.relations_bench import render_relations
 
         out += render_relations(results, elapsed)
+    r: ReportResult | None = results.get("report")
+    if r is not None:
+        out += [
+            f"### 9. Report: {r.records:,} records over {r.locations:,} locations, report "
+            f"{r.report_bytes / 1e6:.0f} MB, timeline {r.timeline_bytes / 1e6:.0f} MB "
+            f"({elapsed['report']:.0f} s)",
+            "",
+            "| command | wall s | CPU s | records/s | RSS before MB | peak RSS MB | output |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for label, m in (("report show (summarize)", r.show), ("report html", r.html)):
+            cpu = m["user"] + m["sys"]
+            output = f"{m['page_bytes'] / 1e6:.2f} MB page" if "page_bytes" in m else "summary"
+            out.append(
+                f"| {label} | {m['wall']:.1f} | {cpu:.1f} | {r.records / m['wall']:,.0f} "
+                f"| {_mb(m['rss_before_kb'])} | {_mb(m['peak_rss_kb'])} | {output} |"
+            )
+        page = r.html["page_bytes"]
+        out += ["", f"Target page < 2 MB: {page / 1e6:.2f} MB → {_verdict(page < 2e6)}.", ""]
     return "\n".join(out)
 
 
@@ -1079,6 +1157,7 @@ SCENARIOS = (
     "sandbox-relations-scale",
     "relations-pacing",
     "relations-scale",
+    "report",
 )
 DEFAULTS = {
     "overhead": {"records": 20_000, "locations": 50},
@@ -1089,6 +1168,7 @@ DEFAULTS = {
     "sandbox-relations-scale": {"records": 1_000_000, "locations": 1_000},
     "relations-pacing": {"records": 5_000, "locations": 1},  # see relations_bench.py
     "relations-scale": {"records": 1_000_000, "locations": 1_000},
+    "report": {"records": 1_000_000, "locations": 300},
 }
 
 
@@ -1172,6 +1252,8 @@ def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse
         from tests.bench.relations_bench import run_relations_scale
 
         return run_relations_scale(workdir, **size, concurrency=args.concurrency)
+    if name == "report":
+        return run_report(workdir, **size)
     if name.startswith("sandbox-relations"):
         from tests.bench.sandbox_load import run_sandbox_load
 

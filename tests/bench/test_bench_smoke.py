@@ -47,7 +47,7 @@ def test_every_scenario_runs_and_reports_numbers(
     assert code == 0
     table = capsys.readouterr().out
     headings = ("### 1. Overhead", "### 2. Pacing", "### 3. Scale", "### 4. Sandbox")
-    headings += ("### 7. Relations, paced", "### 8. Relations at scale")
+    headings += ("### 7. Relations, paced", "### 8. Relations at scale", "### 9. Report")
     for heading in (*headings, "- machine:"):
         assert heading in table
     results = json.loads(raw.read_text())
@@ -115,3 +115,8 @@ def test_every_scenario_runs_and_reports_numbers(
     assert first["counts"] == {"created": 20}
     assert last["counts"] == {"created": 200}
     assert scaled["plan"]["records"] == 200
+    report = results["report"]
+    assert report["show"]["records"] == 200
+    assert sum(report["show"]["counts"].values()) == 200
+    assert 0 < report["html"]["page_bytes"] < 2_000_000
+    assert report["html"]["peak_rss_kb"] > 0

@@ -3,58 +3,16 @@
 from __future__ import annotations
 
 import csv
-import json
-import random
 from pathlib import Path
 
 import pytest
 
-from engine import ConfigError, render_page, write_page
-from engine.page import check_page_path
-from tests.pagecheck import assert_page_matches_report, read_page
+from engine import ConfigError
+from engine.page import check_page_path, render_page, write_page
+from tests.pagecheck import assert_page_matches_report, read_page, synthetic_report
 
 COLUMNS = ["source", "location_id", "key", "outcome", "http_status", "attempts", "error"]
 OK = frozenset({"created", "exists"})
-
-
-def big_report(folder: Path, records: int, locations: int, seconds: int) -> Path:
-    """A report of ``records`` rows over ``locations`` with many causes, and a timeline of
-    ``seconds`` busy seconds in which every location sends."""
-    rng = random.Random(7)
-    locs = [f"loc{i:04d}{rng.getrandbits(48):012x}" for i in range(locations)]
-    report = folder / "big.csv"
-    with report.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        for i in range(records):
-            loc = locs[i % locations]
-            roll = rng.random()
-            if roll < 0.9:
-                row = ["created", "201", "1", ""]
-            elif roll < 0.95:
-                cause = rng.randrange(60)  # 60 causes: more than the page lists
-                row = [
-                    "failed",
-                    "422",
-                    "1",
-                    f"cause {cause:c}x: object 'o{i}' in {loc}; detail {i}",
-                ]
-            elif roll < 0.98:
-                row = ["invalid", "", "0", f"key: must not contain spaces, not 'k {i}'"]
-            else:
-                row = ["not_run", "", "0", "not sent: the run was stopped"]
-            writer.writerow([f"jobs.csv:{i + 2}", loc, f"key_{i}", *row])
-    with (folder / "big.csv.timeline").open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"timeline": "ghl-migrate-timeline/1", "fields": []}) + "\n")
-        fh.write(json.dumps({"start": "x", "t": 1000.0, "resumed": False}) + "\n")
-        for s in range(seconds):
-            loc = {
-                name: [10, int(s % 97 == 0), int(s % 13 == 0), 0, 0, 0, 2500, 100, 10.0]
-                for name in locs
-            }
-            fh.write(json.dumps({"t": 1000 + s, "loc": loc}) + "\n")
-        fh.write(json.dumps({"end": "y", "t": 1000.0 + seconds, "exit_code": 1}) + "\n")
-    return report
 
 
 @pytest.mark.parametrize(("locations", "seconds"), [(300, 600), (5000, 20)])
@@ -63,7 +21,7 @@ def test_a_page_of_100000_records_stays_under_2_mb_and_matches_its_report(
 ) -> None:
     """100,000 records, 60 causes, a timeline: < 2 MB, with 300 locations over 10 minutes,
     or 5,000 locations (more than the table lists)."""
-    report = big_report(tmp_path, 100_000, locations, seconds)
+    report = synthetic_report(tmp_path, 100_000, locations, seconds)
     out = tmp_path / "big.html"
     write_page([str(report)], str(out), ok_statuses=OK)
     size = out.stat().st_size
@@ -105,7 +63,7 @@ def read_page_text(folder: Path, html: str):  # type: ignore[no-untyped-def]
 
 def test_a_page_loads_nothing_from_anywhere(tmp_path: Path) -> None:
     """No src or href, no stylesheet or font link: the page works offline."""
-    report = big_report(tmp_path, 500, 8, 30)
+    report = synthetic_report(tmp_path, 500, 8, 30)
     html = render_page([str(report)], ok_statuses=OK)
     page = read_page_text(tmp_path, html)
     assert page.references == []
@@ -116,7 +74,7 @@ def test_a_page_loads_nothing_from_anywhere(tmp_path: Path) -> None:
 
 def test_without_a_timeline_the_page_says_so_and_still_counts(tmp_path: Path) -> None:
     """An older report (no timeline, no journal): counts and causes, and a note."""
-    report = big_report(tmp_path, 200, 3, 1)
+    report = synthetic_report(tmp_path, 200, 3, 1)
     (tmp_path / "big.csv.timeline").unlink()
     html = render_page([str(report)], ok_statuses=OK)
     page = read_page_text(tmp_path, html)
@@ -131,7 +89,7 @@ def test_without_a_timeline_the_page_says_so_and_still_counts(tmp_path: Path) ->
 
 def test_the_location_table_is_capped_worst_first(tmp_path: Path) -> None:
     """With more locations than the cap, the table keeps those with most records not ok."""
-    report = big_report(tmp_path, 400, 8, 5)
+    report = synthetic_report(tmp_path, 400, 8, 5)
     page = read_page_text(tmp_path, render_page([str(report)], ok_statuses=OK, max_locations=3))
     assert len(page.locations) == 3
     not_ok = [int(r["not_ok"]) for r in page.locations]

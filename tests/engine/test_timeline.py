@@ -168,8 +168,9 @@ def test_totals_per_location_and_busy_time_sum_every_second_of_every_run(
     assert a.answer_avg_ms == 100
     assert [r.requests for r in view.runs] == [11, 10]
     assert view.runs[1].end is None
-    # The idle hour between the runs is left out of the axis and marked.
+    # The idle hour between the runs is left out of the axis; the second run is marked.
     assert view.breaks == (4.0,)
+    assert view.gaps
     assert view.overall is not None
     assert sum(b.requests * view.overall.width for b in view.overall.bins) == 21
 

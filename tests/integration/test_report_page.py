@@ -150,10 +150,10 @@ def test_a_killed_run_then_its_resume_each_get_a_true_page(
     assert 0 < page.data["timeline"]["requests"] <= served  # a killed run loses <= 1 s
 
 
-def test_run_and_rollback_write_their_pages_with_html(
+def test_plan_run_and_rollback_write_their_pages_with_html(
     threaded_sandbox: ThreadedSandbox, tmp_path: Path
 ) -> None:
-    """--html on run and on rollback writes each run's page beside the summary."""
+    """--html on plan, run and rollback writes each one's page beside the summary."""
     job = tmp_path / "jobs.csv"
     job.write_text(
         HEADER + f"{LOC_A},k1,custom_objects.property,contact,P,C\n"
@@ -161,6 +161,17 @@ def test_run_and_rollback_write_their_pages_with_html(
         encoding="utf-8",
     )
     tokens = threaded_sandbox.tokens_file(tmp_path / "tokens.csv", LOC_A, LOC_B)
+    plan, plan_html = tmp_path / "plan.csv", tmp_path / "plan.html"
+    code, out, err = cli(
+        "plan", str(job), "--base-url", threaded_sandbox.url, "--tokens", tokens,
+        "--report", str(plan), "--html", str(plan_html), "--no-progress",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"page: {plan_html}" in out
+    page = read_page(plan_html)
+    assert page.totals == {"create": 2, "total": 2}
+    assert page.data["not_ok"] == 0  # pending changes are what a plan is for
+    assert "nothing was written" in page.text
     report, html = tmp_path / "run.csv", tmp_path / "run.html"
     code, out, err = cli(
         "run", str(job), "--base-url", threaded_sandbox.url, "--tokens", tokens,
