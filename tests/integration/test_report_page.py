@@ -190,6 +190,12 @@ def test_plan_run_and_rollback_write_their_pages_with_html(
     assert page.totals == {"deleted": 2, "total": 2}
     assert_page_matches_report(page, undo, OK)
     assert page.data["timeline"]["requests"] >= 2
+    # Both reports on one page, and the default page path beside the first report.
+    code, out, err = cli("report", "html", str(report), str(undo))
+    assert code == 0, err
+    both = read_page(tmp_path / "run.html")
+    assert both.totals == {"created": 2, "deleted": 2, "total": 4}
+    assert both.runs == ["0", "0"]
 
 
 def test_report_commands_refuse_what_they_cannot_read(tmp_path: Path) -> None:
