@@ -52,6 +52,7 @@ from .journal import journal_entries, journal_meta, journal_path, write_journal
 from .lock import FileLock
 from .report import ReportFormat, iter_report, report_format, write_report_atomically
 from .shard import ShardSet, shard_of
+from .timeline import merge_timelines, timeline_path
 
 __all__ = ["MergeResult", "merge_reports"]
 
@@ -353,6 +354,8 @@ def _write(
             os.replace(pending, journal)
         except OSError as exc:
             raise StorageError(journal, exc) from exc
+        # The shards' timelines, one after another: the merged report's page shows them all.
+        merge_timelines([timeline_path(item.path) for item in inputs], timeline_path(out))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(pending)

@@ -34,6 +34,7 @@ locations. Nothing here knows any API. The timeline is an aid: if it cannot be w
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -58,6 +59,7 @@ __all__ = [
     "Series",
     "TimelineView",
     "TimelineWriter",
+    "merge_timelines",
     "read_timeline",
     "timeline_path",
 ]
@@ -240,6 +242,31 @@ class TimelineWriter:
         self._open = False
 
 
+def merge_timelines(paths: Sequence[str], out: str) -> None:
+    """Write the timelines at ``paths`` that exist one after another to ``out``, through a
+    temporary file (each run keeps its start, seconds and end, in its own order); remove
+    ``out`` when none exists. Used for a merged report: its page shows every shard's runs.
+    A timeline that cannot be written is left out with a warning (it is an aid)."""
+    present = [p for p in paths if os.path.exists(p)]
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        if not present:
+            if os.path.lexists(out):
+                os.unlink(out)
+            return
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps({"timeline": _FORMAT, "fields": list(FIELDS)}) + b"\n")
+            for path in present:
+                for item in _items(path):
+                    if "timeline" not in item:
+                        fh.write(orjson.dumps(item) + b"\n")
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        log.warning(f"the merged timeline {out} cannot be written ({exc}); its page has none")
+
+
 # -- reading -------------------------------------------------------------------------------
 
 
@@ -345,7 +372,8 @@ class TimelineView:
     locations: Mapping[LocationId, LocationActivity]
     overall: Series | None
     busiest: tuple[Series, ...]
-    #: x (seconds of running time) where each later run (a resume) starts
+    #: x (seconds of running time) where each later run (a resume) starts, after every
+    #: earlier one ended
     breaks: tuple[float, ...] = ()
     #: whether idle time between runs was left out of the x axis
     gaps: bool = False
@@ -490,10 +518,22 @@ def read_timeline(
         locations=locations,
         overall=overall.series("whole run", width),
         busiest=tuple(own[a.location].series(a.location, width) for a in top),
-        breaks=tuple(sorted({axis.x(math.floor(run.began)) for run in runs[1:]})),
+        breaks=_later_starts(runs, axis),
         gaps=len(axis.segments) > 1,
         missing=missing,
     )
+
+
+def _later_starts(runs: Sequence[RunSpan], axis: _Axis) -> tuple[float, ...]:
+    """Where each run that started after every earlier one had ended (a resume) begins on
+    the axis; runs side by side (shards) mark nothing."""
+    starts: set[float] = set()
+    ended = -math.inf
+    for run in sorted(runs, key=lambda r: r.began):
+        if run.began >= ended - 1 and ended > -math.inf:
+            starts.add(axis.x(math.floor(run.began)))
+        ended = max(ended, run.ended)
+    return tuple(sorted(starts))
 
 
 def _add(activity: LocationActivity, run: int, second: int, c: list[float]) -> None:

@@ -376,7 +376,7 @@ def report_ok_statuses(reports: Sequence[str]) -> frozenset[str] | None:
         if identity.kind in _OK_STATUSES:
             ok |= _OK_STATUSES[identity.kind]
             if identity.plan:
-                ok |= AssociationsJob.plan_statuses
+                ok |= _PLAN_STATUSES[identity.kind]
     return frozenset(ok) if ok else None
 
 

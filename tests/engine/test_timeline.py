@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from engine import Client, LocationGates, RateHint, Request, Response, RetryPolicy
-from engine.timeline import FIELDS, TimelineWriter, read_timeline
+from engine.timeline import FIELDS, TimelineWriter, merge_timelines, read_timeline
 from tests.fakes import FakeClock, FakeTransport
 
 
@@ -233,3 +233,20 @@ async def test_the_client_tells_the_recorder_of_every_attempt() -> None:
     exchange = await client.call(request)
     assert exchange.response.status == 201
     assert recorder.seen == [("loc1", 429, False, True, 50), ("loc1", 201, True, True, 50)]
+
+
+def test_merged_timelines_keep_every_runs_lines_and_read_as_all_of_them(
+    tmp_path: Path,
+) -> None:
+    """Shards' timelines merged into one: every run and location is there; none: no file."""
+    one, two, out = tmp_path / "a.timeline", tmp_path / "b.timeline", tmp_path / "m.timeline"
+    write_run(one, 1000, [{"a": c(5)}, {"a": c(3)}], True)
+    write_run(two, 1000, [{"b": c(4, 1)}], False)
+    merge_timelines([str(one), str(tmp_path / "missing.timeline"), str(two)], str(out))
+    view = read_timeline([str(out)])
+    assert [r.requests for r in view.runs] == [8, 4]
+    assert (view.locations["a"].requests, view.locations["b"].throttled) == (8, 1)
+    assert view.runs[1].end is None
+    assert view.breaks == ()  # the shards ran side by side: no run is a resume
+    merge_timelines([str(tmp_path / "none.timeline")], str(out))
+    assert not out.exists()

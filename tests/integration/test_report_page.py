@@ -212,3 +212,19 @@ def test_report_commands_refuse_what_they_cannot_read(tmp_path: Path) -> None:
     code, _, err = cli("run", str(bad), "--sandbox", "--html", str(tmp_path / "p.html"))
     assert code == 2
     assert "--html needs --report" in err
+
+
+def test_a_relations_run_gets_its_page_with_its_own_columns(samples: Path, tmp_path: Path) -> None:
+    """Another job kind: the generic columns drive the page, the kind's own columns show in
+    the example rows as the report has them."""
+    report, html = tmp_path / "r.csv", tmp_path / "r.html"
+    code, _, err = cli(
+        "run", str(samples / "relations.csv"), "--sandbox", "--report", str(report),
+        "--html", str(html), "--no-progress",
+    )  # fmt: skip
+    assert code == 1, err  # the sample's keys are not defined in a fresh sandbox
+    page = read_page(html)
+    assert_page_matches_report(page, report, OK)
+    assert "relations" in page.text
+    for column in ("association_key", "first_record_id", "relation_id"):
+        assert f"<th>{column}</th>" in html.read_text(encoding="utf-8")

@@ -22,6 +22,7 @@ from engine import (
     merge_reports,
     pending_intents,
     read_report,
+    read_timeline,
     shard_of,
 )
 from engine.cli import main
@@ -202,6 +203,11 @@ def test_merged_shards_read_as_one_unsharded_run(split: Split, tmp_path: Path) -
         r["location_id"] + "\x1fcreate\x1f" + r["key"] for r in merged if r["outcome"] == "created"
     } == intents
     assert end_line(out) == {"end": "merge", "rows": len(single)}
+    # Every shard's run is in the merged timeline, for the merged report's page.
+    timeline = read_timeline([f"{out}.timeline"], series=False)
+    assert len(timeline.runs) == len(split.reports)
+    shards = {loc for p in split.reports for loc in read_timeline([f"{p}.timeline"]).locations}
+    assert set(timeline.locations) == shards
 
 
 async def test_a_complete_merge_resumes_without_a_shard(split: Split, tmp_path: Path) -> None:
