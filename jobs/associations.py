@@ -47,19 +47,13 @@ import structlog
 from engine import (
     FAILED,
     INVALID,
-    RETRYABLE_STATUSES,
     ConfigError,
-    Exchange,
-    HTTPStatusError,
     JobFileError,
-    LocationError,
-    MissingToken,
     Outcome,
     Planned,
     RateHint,
     Record,
     RecordError,
-    Request,
     RequestError,
     Response,
     RunResult,
@@ -69,9 +63,11 @@ from engine import (
 )
 
 from .directory import Directory, parse_selector
-from .fields import check_kind
+from .fields import check_id, check_kind, text
+from .fields import location_id as check_location_id
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
-from .routes import Api, Routes, association_from, associations_from
+from .routes import Api, Routes, association_from
+from .shared import definitions, failure, location_error, require_ok
 
 __all__ = ["COLUMNS", "AssociationsJob", "LocationState"]
 
@@ -117,12 +113,6 @@ _ALIASES = {
     "id": "association_id",
     "kind": "kind",
 }
-_ID_TEXT = re.compile(r"^[^\s/?#]+$")
-# Ids and keys go into URL paths, where "." and ".." are not names but steps.
-_DOT_SEGMENTS = frozenset({".", ".."})
-# 123, 0042, -5, 1.2E+19 (a spreadsheet's rendering of a long digit string)
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_LOCATION_ID_LOOKS = "location ids look like ve9EPM428h8vShlRW1KT, letters and digits"
 _OBJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 _LOOK_STATUSES = frozenset({400, 409, 422})
 
@@ -195,21 +185,6 @@ def _object_key_problem(value: str) -> str:
     guess = re.sub(r"[\s-]+", "_", value.strip().lower())
     hint = f": write {guess}" if _OBJECT_KEY.match(guess) else ""
     return f"must be an object key such as contact or custom_objects.property, not {value!r}{hint}"
-
-
-def _text(values: Mapping[str, Any], name: str) -> str:
-    """A field as text. JSON numbers are refused: no id or key is one (a number loses its
-    leading zeros), and a location id that became a number is a spreadsheet's doing."""
-    value = values.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        kind = {bool: "true or false", list: "a list", dict: "an object"}.get(
-            type(value), "a number"
-        )
-        example = f" ({_LOCATION_ID_LOOKS})" if name == "location_id" else ""
-        raise RecordError(f"must be text{example}, not {kind}", field=name)
-    return value.strip()
 
 
 class AssociationsJob:
@@ -330,24 +305,8 @@ class AssociationsJob:
         if "__bad__" in values:
             raise RecordError("each template association must be an object")
         check_kind(values, self.name)
-        fields = {name: _text(values, name) for name in _FIELDS}
-        location_id = fields["location_id"]
-        if not location_id:
-            raise RecordError(
-                "is required: the sub-account's id, such as ve9EPM428h8vShlRW1KT",
-                field="location_id",
-            )
-        if not _ID_TEXT.match(location_id):
-            raise RecordError("must not contain spaces, '/', '?' or '#'", field="location_id")
-        if _NUMBER.match(location_id):
-            raise RecordError(
-                f"{location_id!r} is a number, not a location id: {_LOCATION_ID_LOOKS}",
-                field="location_id",
-            )
-        if location_id in _DOT_SEGMENTS:
-            raise RecordError(
-                f"must not be {location_id!r}: {_LOCATION_ID_LOOKS}", field="location_id"
-            )
+        fields = {name: text(values, name) for name in _FIELDS}
+        location_id = check_location_id(fields["location_id"])
         action = fields["action"].lower() or "create"
         fields["action"] = action
         if action == "create":
@@ -363,10 +322,7 @@ class AssociationsJob:
         else:
             raise RecordError(f"must be create or delete, not {action!r}", field="action")
         for name in ("key", "association_id"):
-            if fields[name] and not _ID_TEXT.match(fields[name]):
-                raise RecordError("must not contain spaces, '/', '?' or '#'", field=name)
-            if fields[name] in _DOT_SEGMENTS:
-                raise RecordError(f"must not be {fields[name]!r}", field=name)
+            check_id(fields[name], name)
         if fields["location_name"]:
             self.location_names[location_id] = fields["location_name"]
         # Interned: locations, object keys, labels and keys repeat over thousands of rows
@@ -413,53 +369,31 @@ class AssociationsJob:
         """Read the location once: its object schemas and every page of its definitions."""
         try:
             return (yield from self._load(location_id))
-        except MissingToken:
-            raise LocationError(
-                f"no token for location {location_id}: add it to --tokens or set "
-                f"GHL_TOKEN_{location_id}"
-            ) from None
         except RequestError as exc:
-            failed = _failure(exc, f"reading location {location_id}")
-            raise LocationError(
-                failed.error, http_status=failed.http_status, attempts=failed.attempts
-            ) from None
+            raise location_error(location_id, exc) from None
 
     def _load(self, location: str) -> Steps[LocationState]:
         state = LocationState()
         request = self.routes.objects(location)
         answer = yield Send(request)
-        _raise_for(request, answer, "listing objects")
+        require_ok(request, answer, "listing objects")
         body = json_body(answer.response)
         for item in body.get("objects", []) if isinstance(body, dict) else []:
             if isinstance(item, dict) and isinstance(item.get("key"), str):
                 labels = item.get("labels")
                 singular = labels.get("singular") if isinstance(labels, dict) else None
                 state.objects[item["key"]] = str(singular or item["key"])
-        skip = 0
-        while True:
-            request = self.routes.list(location, skip)
-            answer = yield Send(request)
-            _raise_for(request, answer, "listing associations")
-            page = associations_from(json_body(answer.response))
-            fresh = [a for a in page if a["key"] not in state.by_key]
-            for item in fresh:
-                state.remember(item)
-            if self.drift is not None:
-                mine = self.drift.setdefault(location, {})
-                for item in fresh:
-                    if item.get("associationType", "USER_DEFINED") == "USER_DEFINED":
-                        mine[str(item["key"])] = str(item.get("id", ""))
-            # Page until empty: the service may return fewer than asked while more remain.
-            # A page with nothing new means the server ignores skip: stop rather than loop.
-            if not self.routes.official or not page or not fresh:
-                if self._verbose:
-                    self._log.debug(
-                        "location read",
-                        definitions=len(state.by_key),
-                        objects=len(state.objects),
-                    )
-                return state
-            skip += len(page)
+        found = yield from definitions(self.routes, location)
+        mine = self.drift.setdefault(location, {}) if self.drift is not None else None
+        for item in found:
+            state.remember(item)
+            if mine is not None and item.get("associationType", "USER_DEFINED") == "USER_DEFINED":
+                mine[str(item["key"])] = str(item.get("id", ""))
+        if self._verbose:
+            self._log.debug(
+                "location read", definitions=len(state.by_key), objects=len(state.objects)
+            )
+        return state
 
     def process(
         self, record: Record, state: LocationState, *, noted: Mapping[str, Any]
@@ -532,7 +466,7 @@ class AssociationsJob:
             state.remember(body)  # later records of the plan see it, as in a run
             raise
         except RequestError as exc:
-            return _failure(exc, "create").outcome(record)
+            return failure(exc, "create").outcome(record)
         finally:
             state.release(pair, key)  # remembered below with the pair, if it was created
         response = answer.response
@@ -571,7 +505,7 @@ class AssociationsJob:
         try:
             answer = yield Send(self.routes.by_key(record.location_id, key))
         except RequestError as exc:
-            return _failure(exc, "looking up the key").outcome(record)
+            return failure(exc, "looking up the key").outcome(record)
         if answer.response.status == 200:
             return association_from(json_body(answer.response))
         if answer.response.status in (400, 404):
@@ -751,7 +685,7 @@ class AssociationsJob:
                 error=f"labels {old[0]!r} ↔ {old[1]!r} → {labels[0]!r} ↔ {labels[1]!r}",
             )
         except RequestError as exc:
-            failed = _failure(exc, "updating labels").outcome(record)
+            failed = failure(exc, "updating labels").outcome(record)
             return dataclasses.replace(failed, fields=fields)
         finally:
             state.release(pair, key)
@@ -823,7 +757,7 @@ class AssociationsJob:
             state.forget(found)
             return Outcome(record=record, status=DELETE, fields=fields)
         except RequestError as exc:
-            return _failure(exc, "delete").outcome(record)
+            return failure(exc, "delete").outcome(record)
         response = answer.response
         if response.status in (200, 204):
             state.forget(found)
@@ -916,39 +850,3 @@ def _pair_taken(
         f"labels {first_label!r} ↔ {second_label!r}{origin} for {first} ↔ {second} are {user} "
         f"(the service refuses a duplicate pair of labels): {fix}"
     )
-
-
-def _raise_for(request: Request, answer: Exchange, what: str) -> None:
-    """A read the job depends on must succeed (bad token, wrong location: stop here)."""
-    if answer.response.status != 200:
-        exc = HTTPStatusError(what, request=request, response=answer.response)
-        exc.attempts = answer.attempts
-        raise exc
-
-
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    """How a request failed, ready to become a record's outcome or a location's error."""
-
-    error: str
-    http_status: int | None
-    attempts: int
-
-    def outcome(self, record: Record) -> Outcome:
-        return Outcome(
-            record=record,
-            status=FAILED,
-            http_status=self.http_status,
-            attempts=self.attempts,
-            error=self.error,
-        )
-
-
-def _failure(exc: RequestError, what: str) -> _Failure:
-    """What was being done and what the server said."""
-    if isinstance(exc, HTTPStatusError):
-        text = error_text(exc.response)
-        if exc.status in RETRYABLE_STATUSES:
-            text = f"gave up after {exc.attempts} attempts, last {text}"
-        return _Failure(f"{what}: {text}", exc.status, exc.attempts)
-    return _Failure(f"{what}: {exc}", None, exc.attempts)

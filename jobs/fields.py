@@ -41,7 +41,10 @@ def text(values: Mapping[str, Any], name: str) -> str:
 def location_id(value: str) -> str:
     """``value`` when it can be a location id; else ``RecordError`` saying why not."""
     if not value:
-        raise RecordError("is required", field="location_id")
+        raise RecordError(
+            "is required: the sub-account's id, such as ve9EPM428h8vShlRW1KT",
+            field="location_id",
+        )
     if not _ID_TEXT.match(value):
         raise RecordError("must not contain spaces, '/', '?' or '#'", field="location_id")
     if _NUMBER.match(value):

@@ -9,15 +9,13 @@ does I/O: each method builds a plain ``engine.Request``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from engine import Request
 
-from .highlevel import API_VERSION
-from .routes import PAGE_SIZE
+from .routes import PAGE_SIZE, api_request
 
 __all__ = ["RelationRoutes", "relation_from", "relations_from"]
 
@@ -30,24 +28,6 @@ class RelationRoutes:
 
     base_url: str
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        location_id: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-    ) -> Request:
-        return Request(
-            method=method,
-            url=f"{self.base_url}{path}",
-            location_id=location_id,
-            params=dict(params or {}),
-            headers={"Version": API_VERSION, "Accept": "application/json"},
-            json=json,
-        )
-
     def create(
         self, location_id: str, association_id: str, first_record_id: str, second_record_id: str
     ) -> Request:
@@ -58,7 +38,7 @@ class RelationRoutes:
             "firstRecordId": first_record_id,
             "secondRecordId": second_record_id,
         }
-        return self._request("POST", _ROOT, location_id, json=body)
+        return api_request(self.base_url, "POST", _ROOT, location_id, json=body)
 
     def of_record(
         self, location_id: str, record_id: str, association_id: str, skip: int
@@ -70,13 +50,14 @@ class RelationRoutes:
             "limit": str(PAGE_SIZE),
             "associationIds": association_id,
         }
-        return self._request(
-            "GET", f"{_ROOT}/{quote(record_id, safe='')}", location_id, params=params
+        return api_request(
+            self.base_url, "GET", f"{_ROOT}/{quote(record_id, safe='')}", location_id, params=params
         )
 
     def delete(self, location_id: str, relation_id: str) -> Request:
         """Delete one relation by id."""
-        return self._request(
+        return api_request(
+            self.base_url,
             "DELETE",
             f"{_ROOT}/{quote(relation_id, safe='')}",
             location_id,

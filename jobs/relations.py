@@ -37,12 +37,9 @@ from typing import Any
 from engine import (
     FAILED,
     INVALID,
-    RETRYABLE_STATUSES,
     ConfigError,
     HTTPStatusError,
     JobFileError,
-    LocationError,
-    MissingToken,
     Outcome,
     RateHint,
     Record,
@@ -58,7 +55,8 @@ from .fields import check_id, check_kind, text
 from .fields import location_id as check_location_id
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
 from .relation_routes import RelationRoutes, relation_from, relations_from
-from .routes import Api, Routes, associations_from
+from .routes import Api, Routes
+from .shared import definitions, failure, location_error
 
 __all__ = ["COLUMNS", "Definitions", "RelationsJob"]
 
@@ -238,39 +236,15 @@ class RelationsJob:
     def prepare(self, location_id: str) -> Steps[Definitions]:
         """Read every page of the location's definitions, once, for the key → id map."""
         try:
-            return (yield from self._load(location_id))
-        except MissingToken:
-            raise LocationError(
-                f"no token for location {location_id}: add it to --tokens or set "
-                f"GHL_TOKEN_{location_id}"
-            ) from None
+            found = yield from definitions(self._definitions, location_id)
         except RequestError as exc:
-            error, status = _failure(exc, f"reading location {location_id}")
-            raise LocationError(error, http_status=status, attempts=exc.attempts) from None
-
-    def _load(self, location: str) -> Steps[Definitions]:
+            raise location_error(location_id, exc) from None
         state = Definitions()
-        skip = 0
-        while True:
-            request = self._definitions.list(location, skip)
-            answer = yield Send(request)
-            if answer.response.status != 200:
-                exc = HTTPStatusError(
-                    "listing associations", request=request, response=answer.response
-                )
-                exc.attempts = answer.attempts
-                raise exc
-            page = associations_from(json_body(answer.response))
-            fresh = [a for a in page if str(a.get("id", "")) not in state.ids]
-            for item in fresh:
-                association_id = sys.intern(str(item.get("id", "")))
-                state.by_key[sys.intern(str(item["key"]))] = association_id
-                state.ids.add(association_id)
-            # Until an empty page: the service may return fewer than asked while more
-            # remain. A page with nothing new means the server ignores skip: stop.
-            if not page or not fresh:
-                return state
-            skip += len(page)
+        for item in found:
+            association_id = sys.intern(str(item.get("id", "")))
+            state.by_key[sys.intern(str(item["key"]))] = association_id
+            state.ids.add(association_id)
+        return state
 
     def process(
         self, record: Record, state: Definitions, *, noted: Mapping[str, Any]
@@ -458,26 +432,8 @@ def _resolve(record: Record, state: Definitions) -> str | Outcome:
     return given
 
 
-def _failure(exc: RequestError, what: str) -> tuple[str, int | None]:
-    """What was being done and what the server said, and the status if there was one."""
-    if isinstance(exc, HTTPStatusError):
-        said = error_text(exc.response)
-        if exc.status in RETRYABLE_STATUSES:
-            said = f"gave up after {exc.attempts} attempts, last {said}"
-        return f"{what}: {said}", exc.status
-    return f"{what}: {exc}", None
-
-
 def _failed(record: Record, exc: RequestError, what: str, fields: Mapping[str, str]) -> Outcome:
-    error, status = _failure(exc, what)
-    return Outcome(
-        record=record,
-        status=FAILED,
-        http_status=status,
-        attempts=exc.attempts,
-        fields=dict(fields),
-        error=error,
-    )
+    return failure(exc, what).outcome(record, fields)
 
 
 def _timestamp(value: Any) -> float | None:

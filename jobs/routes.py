@@ -18,7 +18,7 @@ from engine import Request
 
 from .highlevel import API_VERSION
 
-__all__ = ["Api", "Routes", "association_from", "associations_from"]
+__all__ = ["Api", "Routes", "api_request", "association_from", "associations_from"]
 
 
 class Api(enum.Enum):
@@ -30,6 +30,27 @@ class Api(enum.Enum):
 
 #: page size asked of the official list; the service may return fewer while more remain
 PAGE_SIZE = 100
+
+
+def api_request(
+    base_url: str,
+    method: str,
+    path: str,
+    location_id: str,
+    *,
+    params: Mapping[str, str] | None = None,
+    json: Any = None,
+) -> Request:
+    """A request to one location's part of the API, with the headers every route needs
+    (the token is added by the engine, for that location only)."""
+    return Request(
+        method=method,
+        url=f"{base_url}{path}",
+        location_id=location_id,
+        params=dict(params or {}),
+        headers={"Version": API_VERSION, "Accept": "application/json"},
+        json=json,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,43 +65,28 @@ class Routes:
         """Whether this is the official route set."""
         return self.api is Api.ASSOCIATIONS
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        location_id: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json: Any = None,
-    ) -> Request:
-        return Request(
-            method=method,
-            url=f"{self.base_url}{path}",
-            location_id=location_id,
-            params=dict(params or {}),
-            headers={"Version": API_VERSION, "Accept": "application/json"},
-            json=json,
-        )
-
     @property
     def _root(self) -> str:
         return "/associations/" if self.official else "/objects-association"
 
     def objects(self, location_id: str) -> Request:
         """List the location's object schemas (standard and custom)."""
-        return self._request("GET", "/objects/", location_id, params={"locationId": location_id})
+        return api_request(
+            self.base_url, "GET", "/objects/", location_id, params={"locationId": location_id}
+        )
 
     def list(self, location_id: str, skip: int) -> Request:
         """One page of the location's association definitions (the guide's list is one page)."""
         params = {"locationId": location_id}
         if self.official:
             params |= {"skip": str(skip), "limit": str(PAGE_SIZE)}
-        return self._request("GET", self._root, location_id, params=params)
+        return api_request(self.base_url, "GET", self._root, location_id, params=params)
 
     def by_key(self, location_id: str, key: str) -> Request:
         """Look one definition up by its key."""
         base = "/associations" if self.official else "/objects-association"
-        return self._request(
+        return api_request(
+            self.base_url,
             "GET",
             f"{base}/key/{quote(key, safe='')}",
             location_id,
@@ -89,13 +95,14 @@ class Routes:
 
     def create(self, location_id: str, body: Mapping[str, str]) -> Request:
         """Create one definition."""
-        return self._request("POST", self._root, location_id, json=dict(body))
+        return api_request(self.base_url, "POST", self._root, location_id, json=dict(body))
 
     def update(self, location_id: str, association_id: str, labels: tuple[str, str]) -> Request:
         """Change a definition's labels (official routes only: the guide has no update)."""
         if not self.official:
             raise ValueError("the integration guide's routes cannot update labels")
-        return self._request(
+        return api_request(
+            self.base_url,
             "PUT",
             f"/associations/{quote(association_id, safe='')}",
             location_id,
@@ -105,7 +112,9 @@ class Routes:
     def delete(self, location_id: str, association_id: str) -> Request:
         """Delete one definition by id (no query parameters: the service rejects them)."""
         base = "/associations" if self.official else "/objects-association"
-        return self._request("DELETE", f"{base}/{quote(association_id, safe='')}", location_id)
+        return api_request(
+            self.base_url, "DELETE", f"{base}/{quote(association_id, safe='')}", location_id
+        )
 
 
 def association_from(body: Any) -> dict[str, Any] | None:
