@@ -14,6 +14,7 @@ container image, checked the way CI can without a cluster, a registry or a Docke
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -139,7 +140,9 @@ def test_the_rollback_job_undoes_the_merged_report() -> None:
     assert option(args, "--report").startswith("/reports/")
 
 
-@pytest.mark.parametrize("name", ["shards-job.yaml", "merge-job.yaml", "rollback-job.yaml"])
+@pytest.mark.parametrize(
+    "name", ["shards-job.yaml", "shards-job-agency.yaml", "merge-job.yaml", "rollback-job.yaml"]
+)
 def test_every_pod_runs_the_same_pinned_image_as_non_root(name: str) -> None:
     """Non-root (the image's uid), no privilege escalation, read-only root, one image tag."""
     job = load(name)
@@ -194,6 +197,23 @@ def test_the_manifests_commands_are_commands_the_cli_accepts() -> None:
                 for a in container(load("shards-job.yaml"))["args"]
             ]
         )
+
+
+def test_the_agency_variant_differs_only_in_its_credential() -> None:
+    """The agency Job runs the same shards as the tokens Job, with the agency token from its
+    Secret and the company id from the environment, on an "all" template."""
+    tokens, agency = load("shards-job.yaml"), load("shards-job-agency.yaml")
+    assert agency["spec"]["completions"] == tokens["spec"]["completions"] == N
+    ctx = parse([a.replace("$(JOB_COMPLETION_INDEX)", "1") for a in container(agency)["args"]])
+    assert ctx.command.name == "run"
+    assert ctx.params["shard"] == Shard(1, N)
+    assert ctx.params["tokens"] is None
+    secret = mounts(agency)[ctx.params["agency_token_file"].rpartition("/")[0]]["secret"]
+    assert secret["secretName"] == "ghl-migrate-agency"
+    assert {e["name"] for e in container(agency)["env"]} == {"GHL_COMPANY_ID"}
+    template = json.loads((ROOT / "samples" / "onboarding-all.json").read_text("utf-8"))
+    assert ctx.params["job_files"] == ("/job/onboarding-all.json",)
+    assert template["locations"] == "all"
 
 
 def test_the_actions_workflow_is_valid_and_runs_every_shard() -> None:
