@@ -8,8 +8,9 @@ library; everything it does is callable from Python (see ``jobs.api``).
 from __future__ import annotations
 
 import os
+import math
 import sys
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -342,6 +343,17 @@ def _rate_limit(ctx: click.Context, param: click.Parameter, value: str) -> tuple
         raise click.BadParameter(str(exc)) from None
 
 
+def _contention(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, float] | None:
+    if not value:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 _probability = click.FloatRange(0.0, 1.0)
 
 
@@ -416,6 +428,42 @@ _probability = click.FloatRange(0.0, 1.0)
     type=click.IntRange(1),
     help="429 once a location passes N requests per window, while headers advertise --rate-limit.",
 )
+@click.option(
+    "--window",
+    type=click.Choice(["sliding", "fixed"]),
+    default="sliding",
+    show_default=True,
+    help="How the burst window counts: the last INTERVAL seconds, or since the start of the "
+    "current INTERVAL-long window.",
+)
+@click.option(
+    "--bare-429",
+    is_flag=True,
+    help="429s carry Retry-After and no X-RateLimit-* headers.",
+)
+@click.option(
+    "--no-rate-headers",
+    is_flag=True,
+    help="Send no X-RateLimit-Max/-Remaining/-Interval-Milliseconds headers (limits still apply).",
+)
+@click.option(
+    "--contention",
+    callback=_contention,
+    help="Another client spends REQUESTS/INTERVAL of each location's budget, evenly spaced "
+    "(see --contention-after and --contention-for).",
+)
+@click.option(
+    "--contention-after",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Seconds after a location's first request that the other client starts.",
+)
+@click.option(
+    "--contention-for",
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds the other client keeps going (default: for ever).",
+)
 @click.option("--seed", type=int, help="Seed for reproducible faults.")
 @click.option(
     "--records",
@@ -488,6 +536,12 @@ def sandbox_command(
     stall_seconds: float,
     latency: tuple[float, float],
     throttle_below: int | None,
+    window: Literal["sliding", "fixed"],
+    bare_429: bool,
+    no_rate_headers: bool,
+    contention: tuple[int, float] | None,
+    contention_after: float,
+    contention_for: float | None,
     seed: int | None,
     records: int,
     relation_status: str,
@@ -518,6 +572,12 @@ def sandbox_command(
         stall_seconds=stall_seconds,
         latency=latency,
         throttle_below=throttle_below,
+        advertise_limit=0 if no_rate_headers else None,
+        window=window,
+        bare_429=bare_429,
+        contention=contention,
+        contention_after=contention_after,
+        contention_for=math.inf if contention_for is None else contention_for,
         seed=seed,
         records=records,
         relation_status=int(relation_status),

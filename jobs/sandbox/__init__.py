@@ -23,7 +23,8 @@ It fakes, over one in-memory store per location:
   and daily rate limits of each resource (a location, or a company) with their
   ``X-RateLimit-*`` headers, and seeded faults: resets, 5xx (sometimes a proxy's HTML
   page), stalls, latency and lost responses (the write is applied, the answer never
-  arrives).
+  arrives), and rate limits that mislead (a token throttled below what it advertises,
+  another client sharing the budget, 429s without rate headers).
 
 Every request goes through these steps, and the first that fails answers:
 
@@ -49,10 +50,13 @@ Every request goes through these steps, and the first that fails answers:
 
 Choices where the real service's behaviour is unpublished:
 
-* Burst window: sliding, counting admitted requests that arrived in ``(now - interval, now]``;
-  429s are not counted. Daily budget: admitted requests per location per 24 h of ``clock``
-  since the sandbox was created. ``rate_limit=0`` (no burst limit, nothing advertised)
-  omits the three burst headers; ``daily_limit=0`` omits the two daily headers.
+* Burst window: sliding by default, counting admitted requests that arrived in
+  ``(now - interval, now]``, or fixed (``window="fixed"``); 429s are not counted. The
+  ``throttle_below``, ``contention`` and ``bare_429`` switches make the limits mislead a
+  client (see :mod:`jobs.sandbox.limits`). Daily budget: admitted requests per location per
+  24 h of ``clock`` since the sandbox was created. ``rate_limit=0`` (no burst limit,
+  nothing advertised) omits the three burst headers; ``daily_limit=0`` omits the two daily
+  headers.
 * Official duplicate key → 400 ``association with key K already exists``; the same object
   pair with the same labels as an existing definition (SYSTEM_DEFINED included) → 400
   ``duplicate pair of labels``; the guide answers both with 409.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,13 @@ class SandboxConfig:
     daily_limit: int = 200_000  # requests per location per day (0 = no limit)
     advertise_limit: int | None = None  # what X-RateLimit-Max says; None = rate_limit
     throttle_below: int | None = None  # real limit, lower than the advertised one
+    window: Literal["sliding", "fixed"] = "sliding"  # how the burst window counts
     retry_after: bool = False  # send Retry-After (seconds, rounded up) on 429s
+    bare_429: bool = False  # a 429 carries Retry-After and no X-RateLimit-* headers
+    #: another client spending each location's budget: (requests, per seconds), evenly spaced
+    contention: tuple[int, float] | None = None
+    contention_after: float = 0.0  # seconds after the location's first request it starts
+    contention_for: float = math.inf  # seconds it lasts
     page_cap: int = 50  # most items a list page holds, whatever limit asked
     fail_rate: float = 0.0  # per request: 500/502/503/504 before doing anything
     reset_rate: float = 0.0  # per request: drop the connection before doing anything
@@ -58,6 +65,9 @@ class SandboxStats:
     updates_applied: int = 0
     deletes_applied: int = 0
     throttled: int = 0  # 429s sent
+    daily_throttled: int = 0  # of which because the daily budget was spent
+    contention_admitted: int = 0  # the other client's requests (contention) admitted...
+    contention_refused: int = 0  # ...and refused because the window was full
     faults_injected: dict[str, int] = field(default_factory=dict)  # kind -> count
     cross_location_token_uses: int = 0  # answered 403
     relation_creates_applied: int = 0
@@ -95,3 +105,5 @@ class LoggedRequest:
     token_company: str | None = None
     #: which kind of token authenticated it: "pit", "minted" or "agency" (None: none did)
     token_kind: str | None = None
+    #: when it arrived, in seconds of the sandbox's clock (not compared: tests match the rest)
+    at: float = field(default=0.0, compare=False)

@@ -34,6 +34,7 @@ class Context:
 
     method: str
     path: str
+    at: float  # arrival, in seconds of the sandbox's clock
     location_id: str | None = None
     token_location: str | None = None
     principal: Principal | None = None
@@ -61,7 +62,7 @@ class Pipeline:
         self._agencies = agencies
         self._stats = stats
         self._log = log
-        self._limiter = RateLimiter(config)
+        self._limiter = RateLimiter(config, stats)
         self._dice = FaultDice(
             reset_rate=config.reset_rate,
             fail_rate=config.fail_rate,
@@ -87,6 +88,7 @@ class Pipeline:
                 status=404,
                 applied=False,
                 user_agent=request.headers.get("User-Agent"),
+                at=self._config.clock(),
             )
         )
         return error.response()
@@ -97,7 +99,7 @@ class Pipeline:
         audience, scope = audience_of(path), required_scope(method, path)
 
         async def handle(request: web.Request) -> web.StreamResponse:
-            ctx = Context(request.method, request.path)
+            ctx = Context(request.method, request.path, self._config.clock())
             self._stats.requests += 1
             try:
                 return await self._run(request, ctx, endpoint, audience, scope)
@@ -115,6 +117,7 @@ class Pipeline:
                         user_agent=request.headers.get("User-Agent"),
                         token_company=principal.company_id if principal else None,
                         token_kind=principal.kind if principal else None,
+                        at=ctx.at,
                     )
                 )
 
