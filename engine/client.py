@@ -295,7 +295,7 @@ class Client:
         self, signed: Request, location_id: LocationId, call: _Call | None
     ) -> Response:
         gate = self._gates[location_id]
-        async with gate.slot():
+        async with gate.slot() as slot:
             if self._stopping:  # the wait for a slot may have outlived the run
                 raise RunStopped("the run is stopping")
             if self._verbose:
@@ -319,21 +319,22 @@ class Client:
                 if call is not None:
                     call.sending = False
             self._reached(signed.method)
-        if self._verbose:
-            self._log.debug(
-                "answer",
-                method=signed.method,
-                path=urlsplit(signed.url).path,
-                status=response.status,
-                ms=round(response.elapsed * 1000),
-            )
-        throttled = response.status == 429
-        if throttled:
-            self.stats.rate_limited += 1
-        elif response.status >= 500:
-            self.stats.server_errors += 1
-        limit = gate.limit
-        gate.observe(self._read_rate(response), throttled=throttled)
+            if self._verbose:
+                self._log.debug(
+                    "answer",
+                    method=signed.method,
+                    path=urlsplit(signed.url).path,
+                    status=response.status,
+                    ms=round(response.elapsed * 1000),
+                )
+            throttled = response.status == 429
+            if throttled:
+                self.stats.rate_limited += 1
+            elif response.status >= 500:
+                self.stats.server_errors += 1
+            limit = gate.limit
+            # Inside the slot: the limiter matches the answer to the request it answers.
+            gate.observe(self._read_rate(response), throttled=throttled, slot=slot)
         if throttled and gate.limit < limit:
             self._log.warning(
                 "throttled (429) below the expected rate: pacing this location slower",

@@ -2,8 +2,11 @@
 
 ``is_retryable`` is a stamina *backoff hook*: it returns ``False`` for answers that will not
 change on a retry (4xx, bad input, a stopped run), ``True`` for transient failures
-(connection errors, timeouts, 5xx), and for a 429 with ``Retry-After`` the number of seconds
-to wait, which overrides the exponential backoff.
+(connection errors, timeouts, 5xx), and for a 429 the number of seconds to wait, which
+overrides the exponential backoff: ``Retry-After`` when given, else 0. A 429's retry is
+paced by the location's limiter, which knows better than a blind backoff when the window
+has room again (it waits the 429 out, or counts the requests that fill the window); a
+backoff on top would only hold the record back after the window has room.
 
 Retries are logged by the engine, not by stamina: ``log_retries`` replaces stamina's default
 instrumentation (a raw ``stamina.retry_scheduled`` line at warning level that names neither
@@ -77,8 +80,7 @@ def is_retryable(exc: Exception, *, max_retry_after: float = 300.0) -> bool | fl
     if isinstance(exc, HTTPStatusError) and exc.status in RETRYABLE_STATUSES:
         if exc.status == 429:
             delay = retry_after_seconds(exc.response)
-            if delay is not None:
-                return min(delay, max_retry_after)
+            return 0.0 if delay is None else min(delay, max_retry_after)
         return True
     return False
 

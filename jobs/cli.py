@@ -450,7 +450,7 @@ _probability = click.FloatRange(0.0, 1.0)
     "--contention",
     callback=_contention,
     help="Another client spends REQUESTS/INTERVAL of each location's budget, evenly spaced "
-    "(see --contention-after and --contention-for).",
+    "(when and for how long: the next two options).",
 )
 @click.option(
     "--contention-after",

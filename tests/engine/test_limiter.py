@@ -20,8 +20,14 @@ from engine.limiter import (
 from tests.fakes import FakeClock
 
 
-def make(clock: FakeClock, limit: int, interval: float) -> LocationLimiter:
-    return LocationLimiter(limit, interval, clock=clock.time, sleep=clock.sleep)
+def make(
+    clock: FakeClock, limit: int, interval: float, *, answered: bool = True
+) -> LocationLimiter:
+    """A limiter; ``answered``: past the location's first answer (see the test of that)."""
+    limiter = LocationLimiter(limit, interval, clock=clock.time, sleep=clock.sleep)
+    if answered:
+        limiter.observe(RateHint())
+    return limiter
 
 
 async def instant(limiter: LocationLimiter, clock: FakeClock, starts: list[float]) -> None:
@@ -85,6 +91,17 @@ def test_no_window_ever_holds_more_than_limit(
     anyio.run(main)
     assert len(spans) == len(requests)
     assert busiest_window(spans, interval) <= limit
+
+
+async def test_one_request_at_a_time_until_the_first_answer() -> None:
+    """Until a location's first answer says what its budget is, one request at a time goes."""
+    clock = FakeClock()
+    limiter = make(clock, 100, 10, answered=False)
+    first = await limiter.slot().__aenter__()
+    assert not limiter.ready()
+    limiter.observe(RateHint(limit=3, interval=1.0), slot=first)
+    await first.__aexit__(None, None, None)
+    assert await run_instant(limiter, clock, 2) == [0, 0]  # the answer said 3 per second
 
 
 async def test_starts_at_once_while_under_limit() -> None:
@@ -157,39 +174,6 @@ async def test_headers_adopt_limit_and_interval() -> None:
     assert starts[-1] == 1.0
 
 
-async def test_throttle_lowers_ceiling_that_headers_cannot_raise() -> None:
-    """A 429 sets a ceiling below the used count; advertised limits never raise it again."""
-    clock = FakeClock()
-    limiter = make(clock, 10, 10)
-    await run_instant(limiter, clock, 10)
-    limiter.observe(RateHint(limit=10), throttled=True)
-    assert limiter.limit == 9
-    limiter.observe(RateHint(limit=100))
-    assert limiter.limit == 9
-    limiter.observe(RateHint(limit=4))
-    assert limiter.limit == 4
-    limiter.observe(RateHint(limit=100))
-    assert limiter.limit == 9
-
-
-async def test_throttle_at_most_halves_the_limit() -> None:
-    """A 429 seen with an almost empty window lowers the limit by half, not to 1."""
-    clock = FakeClock()
-    limiter = make(clock, 100, 10)
-    await run_instant(limiter, clock, 1)
-    limiter.observe(RateHint(), throttled=True)
-    assert limiter.limit == 50
-
-
-async def test_throttle_keeps_limit_of_one() -> None:
-    """A 429 never takes the limit below one request per interval."""
-    clock = FakeClock()
-    limiter = make(clock, 1, 10)
-    limiter.observe(RateHint(), throttled=True)
-    limiter.observe(RateHint(), throttled=True)
-    assert limiter.limit == 1
-
-
 async def test_retry_after_blocks_every_start_until_then() -> None:
     """A 429's Retry-After pauses all new starts at the location, not just one request."""
     clock = FakeClock()
@@ -200,7 +184,7 @@ async def test_retry_after_blocks_every_start_until_then() -> None:
 
 
 async def test_throttle_without_retry_after_waits_one_interval() -> None:
-    """A 429 without Retry-After pauses the location for one interval."""
+    """A 429 with neither Retry-After nor rate headers pauses the location for one interval."""
     clock = FakeClock()
     limiter = make(clock, 10, 4)
     limiter.observe(RateHint(), throttled=True)
@@ -215,13 +199,129 @@ async def test_penalize_blocks_new_starts() -> None:
     assert await run_instant(limiter, clock, 2) == [17, 17]
 
 
-async def test_remaining_below_prediction_books_phantom_usage() -> None:
-    """When the server reports fewer left than we predict, the gap counts as used."""
+# -- what a 429 means ---------------------------------------------------------------------------
+
+
+async def burst(limiter: LocationLimiter, answers: list[tuple[RateHint, bool]]) -> None:
+    """Send len(answers) requests at once, then answer them in order (hint, throttled)."""
+    slots = [await limiter.slot().__aenter__() for _ in answers]
+    for slot, (hint, throttled) in zip(slots, answers, strict=True):
+        limiter.observe(hint, throttled=throttled, slot=slot)
+        await slot.__aexit__(None, None, None)
+
+
+def ok(**hint: int) -> tuple[RateHint, bool]:
+    return RateHint(**hint), False
+
+
+def refused(**hint: float) -> tuple[RateHint, bool]:
+    return RateHint(**hint), True  # type: ignore[arg-type]
+
+
+async def test_throttled_token_settles_on_what_the_server_admitted() -> None:
+    """A 429 while the server reports room sets the ceiling to what its window held."""
+    clock = FakeClock()
+    limiter = make(clock, 20, 2)
+    # 17 sent at once; the server admits 8 of them and refuses the rest, reporting
+    # X-RateLimit-Remaining 12 of the 20 it advertises.
+    await burst(
+        limiter,
+        [ok(limit=20, remaining=20 - n) for n in range(1, 9)]
+        + [refused(limit=20, remaining=12)] * 9,
+    )
+    assert limiter.limit == 8
+    limiter.observe(RateHint(limit=20, remaining=20))  # the headers alone never raise it
+    assert limiter.limit == 8
+
+
+async def test_a_burst_of_429s_counts_as_one_signal() -> None:
+    """429s to requests already in flight when the first 429 arrived lower the ceiling once."""
+    clock = FakeClock()
+    limiter = make(clock, 20, 2)
+    await burst(
+        limiter,
+        [refused(limit=20, remaining=12)]
+        + [ok(limit=20, remaining=11)] * 3
+        + [refused(limit=20, remaining=12)] * 10,
+    )
+    assert limiter.limit == 8  # not 8 minus one per further 429
+
+
+async def test_lone_429_without_rate_headers_is_waited_out_not_believed() -> None:
+    """The first unexplained 429 waits one interval (or Retry-After) and keeps the limit."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 4)
+    await burst(limiter, [refused()] * 3)
+    assert limiter.limit == 10
+    assert await run_instant(limiter, clock, 10) == [4] * 10
+    limiter = make(clock, 10, 4)
+    await burst(limiter, [refused(retry_after=1.5)])
+    assert limiter.limit == 10
+    assert await run_instant(limiter, clock, 1) == [clock.now]  # already waited out
+    assert clock.sleeps[-1] == 1.5
+
+
+async def test_repeated_429_lowers_to_what_the_window_admitted() -> None:
+    """An unexplained 429 after one was waited out sets the ceiling to our admitted count."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 4)
+    await burst(limiter, [ok()] * 3 + [refused()] * 3)  # waited out: 4 s
+    assert limiter.limit == 10
+    await clock.sleep(4)
+    await burst(limiter, [ok()] * 3 + [refused()] * 2 + [ok()] + [refused()])
+    assert limiter.limit == 4  # three, then one more of the burst got through
+
+
+async def test_429_while_others_share_the_budget_is_not_a_lower_limit() -> None:
+    """When an answer showed another client in the last two windows, a 429 keeps the limit."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 2)
+    # Our one request counted, yet 6 used: someone else spends 5 of this budget.
+    await burst(limiter, [ok(limit=10, remaining=4)])
+    await clock.sleep(1)
+    await burst(limiter, [refused(limit=10, remaining=0)] * 2)
+    await clock.sleep(2)
+    await burst(limiter, [refused(limit=10, remaining=0)])
+    assert limiter.limit == 10
+
+
+# -- others' requests, peeks ---------------------------------------------------------------------
+
+
+async def test_remaining_below_our_count_books_others_usage() -> None:
+    """Fewer left than our own count means others' requests: they hold their slots."""
     clock = FakeClock()
     limiter = make(clock, 10, 10)
     limiter.observe(RateHint(remaining=2))
-    starts = await run_instant(limiter, clock, 3)
-    assert starts == [0, 0, 10]
+    assert await run_instant(limiter, clock, 2) == [0, 0]
+    assert not limiter.ready()
+
+
+async def test_a_lone_peek_recounts_others() -> None:
+    """When only others' requests fill the window, one request goes after interval/8; its
+    answer counts them again, and the slots they left are used at once."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 10)
+    limiter.observe(RateHint(limit=10, remaining=2))
+    await run_instant(limiter, clock, 2)
+    async with limiter.slot() as slot:
+        assert clock.now == 1.25
+        limiter.observe(RateHint(limit=10, remaining=7), slot=slot)  # theirs are gone
+    assert await run_instant(limiter, clock, 7) == [1.25] * 7
+
+
+async def test_refused_peeks_back_off_and_never_lower_the_limit() -> None:
+    """A peek answered 429 doubles the wait for the next one and leaves the limit alone."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 8)
+    limiter.observe(RateHint(limit=10, remaining=0))
+    peeks = []
+    for _ in range(4):
+        async with limiter.slot() as slot:
+            peeks.append(clock.now)
+            limiter.observe(RateHint(limit=10, remaining=0), throttled=True, slot=slot)
+    assert peeks == [1, 3, 7, 15]  # 1/8 of the window, then 2/8, 4/8, a whole window
+    assert limiter.limit == 10
 
 
 async def test_remaining_above_prediction_changes_nothing() -> None:
@@ -233,11 +333,119 @@ async def test_remaining_above_prediction_changes_nothing() -> None:
 
 
 async def test_negative_remaining_counts_as_zero() -> None:
-    """A negative remaining count is treated as none left."""
+    """A negative remaining count is treated as none left: only a peek may go."""
     clock = FakeClock()
     limiter = make(clock, 3, 10)
     limiter.observe(RateHint(remaining=-4))
-    assert await run_instant(limiter, clock, 1) == [10]
+    assert await run_instant(limiter, clock, 1) == [1.25]
+
+
+# -- probing back up ----------------------------------------------------------------------------
+
+
+async def paced(
+    limiter: LocationLimiter, clock: FakeClock, n: int, *, real: int, advertised: int = 10
+) -> tuple[list[float], list[float]]:
+    """Send n requests as fast as the limiter lets, each answered at once by a server that
+    admits ``real`` per 1 s window (by arrival) and reports its count against ``advertised``.
+    Returns the admitted and the refused start times."""
+    admitted: list[float] = []
+    refused: list[float] = []
+
+    async def one() -> None:
+        async with limiter.slot() as slot:
+            held = sum(1 for s in admitted if s > clock.now - 1)
+            refuse = held >= real
+            (refused if refuse else admitted).append(clock.now)
+            remaining = advertised - held - (not refuse)
+            limiter.observe(
+                RateHint(limit=advertised, remaining=remaining), throttled=refuse, slot=slot
+            )
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(n):
+            tg.start_soon(one)
+    return admitted, refused
+
+
+def per_window(starts: list[float], interval: float) -> list[int]:
+    counts: list[int] = [0] * (int(max(starts) // interval) + 1)
+    for start in starts:
+        counts[int(start // interval)] += 1
+    return counts
+
+
+async def throttled_to_four(limiter: LocationLimiter) -> None:
+    """10 sent at once; the server (advertising 10) admits 4 and refuses the rest."""
+    await burst(
+        limiter,
+        [ok(limit=10, remaining=10 - n) for n in range(1, 5)]
+        + [refused(limit=10, remaining=6)] * 6,
+    )
+    assert limiter.limit == 4
+
+
+async def test_ceiling_probes_back_up_after_a_quiet_period() -> None:
+    """After two quiet windows the ceiling rises one request at a time to the advertised
+    limit, each level confirmed before the next."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 1)
+    await throttled_to_four(limiter)
+    admitted, refused = await paced(limiter, clock, 40, real=10)
+    counts = per_window(admitted, 1.0)
+    assert counts[:2] == [0, 4]  # two quiet windows: the refused burst's, and one more
+    assert counts[2] > 4  # then up, one level per confirmed answer
+    assert max(counts) == 10
+    assert refused == []
+    assert limiter.limit == 10
+
+
+async def test_failed_probe_returns_to_the_confirmed_level_and_waits_longer() -> None:
+    """A probe's 429 puts the ceiling back without a pause; the next probe waits twice as long."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 1)
+    await throttled_to_four(limiter)
+    admitted, refusals = await paced(limiter, clock, 60, real=4)
+    assert limiter.limit == 4
+    assert [math.floor(t) for t in refusals] == [2, 6, 14]  # 2 windows after the cut, +4, +8
+    counts = per_window(admitted, 1.0)
+    assert counts[1:-1] == [4] * (len(counts) - 2)  # never below the level that works
+
+
+# -- the daily budget ---------------------------------------------------------------------------
+
+
+async def test_daily_budget_is_spent_by_count() -> None:
+    """No more is sent than the last daily remaining, less what was in flight then."""
+    clock = FakeClock()
+    limiter = make(clock, 100, 10)
+    first = [await limiter.slot().__aenter__() for _ in range(3)]
+    limiter.observe(RateHint(daily_remaining=3), slot=first[0])  # 2 others in flight
+    extra = await limiter.slot().__aenter__()  # 3 - 2 = 1 more
+    assert not limiter.ready()
+    for slot in [first[0], extra]:
+        await slot.__aexit__(None, None, None)
+    assert not limiter.ready()  # the two in flight will say what is left
+    limiter.observe(RateHint(daily_remaining=1), slot=first[1])
+    await first[1].__aexit__(None, None, None)
+    assert not limiter.ready()  # 1 left, 1 in flight
+    limiter.observe(RateHint(daily_remaining=1), slot=first[2])  # that one was not counted
+    await first[2].__aexit__(None, None, None)
+    assert limiter.ready()
+
+
+async def test_daily_count_lost_to_failed_requests_lets_one_find_out() -> None:
+    """When the requests that would report the daily count fail, one request at a time goes."""
+    clock = FakeClock()
+    limiter = make(clock, 100, 10)
+    slots = [await limiter.slot().__aenter__() for _ in range(2)]
+    limiter.observe(RateHint(daily_remaining=2), slot=slots[0])
+    await slots[0].__aexit__(None, None, None)
+    await slots[1].__aexit__(None, None, None)  # a reset: no answer
+    assert limiter.ready()
+    probe = await limiter.slot().__aenter__()
+    assert not limiter.ready()
+    await probe.__aexit__(None, None, None)
 
 
 async def test_daily_budget_spent_raises() -> None:
@@ -250,6 +458,15 @@ async def test_daily_budget_spent_raises() -> None:
         async with limiter.slot():
             pytest.fail("must not start")
     assert clock.sleeps == []
+
+
+async def test_daily_429_is_not_a_burst_signal() -> None:
+    """A 429 that says the daily budget is spent leaves the burst ceiling alone."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 10)
+    await burst(limiter, [refused(limit=10, remaining=9, daily_remaining=0)])
+    assert limiter.limit == 10
+    assert limiter.exhausted
 
 
 async def test_daily_budget_spent_releases_waiters_with_error() -> None:

@@ -48,9 +48,11 @@ def test_server_errors_are_retried(status: int) -> None:
     assert is_retryable(status_error(status)) is True
 
 
-def test_429_without_retry_after_uses_backoff() -> None:
-    """A 429 without Retry-After is retried with the normal backoff."""
-    assert is_retryable(status_error(429)) is True
+def test_429_without_retry_after_leaves_the_wait_to_the_limiter() -> None:
+    """A 429 without Retry-After is retried with no backoff: the location's limiter paces it."""
+    result = is_retryable(status_error(429))
+    assert result == 0.0
+    assert result is not False  # 0.0 still means "retry"
 
 
 def test_429_with_retry_after_waits_that_many_seconds() -> None:
@@ -82,9 +84,9 @@ def test_negative_retry_after_means_now() -> None:
     assert is_retryable(status_error(429, retry_after="-5")) == 0.0
 
 
-def test_unparsable_retry_after_falls_back_to_backoff() -> None:
-    """A Retry-After that is neither seconds nor a date is ignored: normal backoff."""
-    assert is_retryable(status_error(429, retry_after="soon")) is True
+def test_unparsable_retry_after_is_left_to_the_limiter() -> None:
+    """A Retry-After that is neither seconds nor a date is ignored, as if absent."""
+    assert is_retryable(status_error(429, retry_after="soon")) == 0.0
 
 
 def test_retry_after_as_http_date() -> None:
