@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import anyio
 import click
 
+from .concurrency import PROCESS_BOUND
 from .console import ProgressBar, configure_logging, render_summary
 from .errors import ConfigError, StorageError
 from .limiter import parse_rate
@@ -56,10 +57,12 @@ def rate_options(f: F) -> F:
     f = click.option(
         "--concurrency",
         type=click.IntRange(1, 1000),
-        default=32,
-        show_default=True,
-        help="Requests in flight at once, over all locations. Each location is further "
-        "held to its own rate, and locations are served round-robin.",
+        default=None,
+        metavar="N",
+        help="Most requests in flight at once, over all locations. Default: as many as the "
+        f"locations' rate limits and the server's answer times need, up to {PROCESS_BOUND}. "
+        "Each location is further held to its own rate, and locations are served "
+        "round-robin.",
     )(f)
     return click.option(
         "--rate",

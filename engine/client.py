@@ -54,6 +54,10 @@ __all__ = ["Client", "Exchange", "RunStats", "TokenLookup"]
 #: the status of an answer that refuses the request's token
 _UNAUTHORIZED = 401
 
+#: the answer time assumed before any answer (seconds), and each new answer's weight in
+#: the moving average: a run over many locations sizes its work by it (engine.concurrency)
+_FIRST_LATENCY, _LATENCY_WEIGHT = 0.25, 0.05
+
 
 @dataclass(slots=True)
 class RunStats:
@@ -132,6 +136,8 @@ class Client:
         self._log = structlog.get_logger("engine").bind()
         # Checked once: per-request debug lines cost nothing unless they are wanted.
         self._verbose = self._log.is_enabled_for(logging.DEBUG)
+        #: seconds an answer takes, a moving average (a guess until the first answers)
+        self.latency = _FIRST_LATENCY
 
     @property
     def gates(self) -> LocationGates:
@@ -327,6 +333,7 @@ class Client:
                     status=response.status,
                     ms=round(response.elapsed * 1000),
                 )
+            self.latency += _LATENCY_WEIGHT * (response.elapsed - self.latency)
             throttled = response.status == 429
             if throttled:
                 self.stats.rate_limited += 1

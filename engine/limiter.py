@@ -618,6 +618,13 @@ class LocationGates:
             self._gates[location_id] = gate
         return gate
 
+    def budget(self, location_id: str) -> tuple[int, float]:
+        """The location's limit and interval (the starting ones before its first request)."""
+        gate = self._gates.get(location_id)
+        if gate is None:
+            return self._limit, self._interval
+        return gate.limit, gate.interval
+
     def __len__(self) -> int:
         return len(self._gates)
 

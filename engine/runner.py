@@ -2,7 +2,7 @@
 
 Structure (one task group, no bare tasks)::
 
-    job files ──▶ store ──▶ round-robin feed ──▶ N workers ──▶ kind.process(record) ──▶ report
+    job files ──▶ store ──▶ round-robin feed ──▶ workers ──▶ kind.process(record) ──▶ report
                                                      │
                                      prepare(location), once per location
 
@@ -10,9 +10,12 @@ Records are parsed into an on-disk store first (:mod:`engine.loading`), so nothi
 from a set of job files that turns out to be broken, and memory does not grow with the job.
 The workers share one feed that hands records out round-robin across locations
 (:mod:`engine.feed`); a worker takes the next record only when it is free, which is the
-backpressure. Each location is prepared once (:mod:`engine.locations`). A kind's work is a
-generator of requests that the run drives (:mod:`engine.steps`): writes are noted in the
-journal before they are sent. Each finished record is written to the report at once.
+backpressure. There are as many workers as the work needs: enough for the budgets of the
+locations that still have records at the answers' latency, up to a bound
+(:mod:`engine.concurrency`). Each location is prepared once (:mod:`engine.locations`). A
+kind's work is a generator of requests that the run drives (:mod:`engine.steps`): writes
+are noted in the journal before they are sent. Each finished record is written to the
+report at once.
 
 A plan (``RunConfig.plan``) is the same run with every write left out: it reads what the
 run would read, paced the same way, and where a kind yields a write it raises
@@ -47,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -61,6 +65,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from .client import Client, Exchange
 from .credentials import TokenLookup, TokenProvider
+from .concurrency import in_flight, process_bound
 from .errors import (
     ConfigError,
     ConnectFailed,
@@ -97,6 +102,9 @@ __all__ = [
 
 log = structlog.get_logger("engine")
 
+#: seconds between two looks at how many records the run should work on at once
+_RESIZE_EVERY = 0.1
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunConfig:
@@ -109,7 +117,10 @@ class RunConfig:
     job_files: tuple[str, ...]
     report: str | None = None
     resume: bool = False
-    concurrency: int = 32
+    #: most records in progress (so requests in flight) at once; None: as many as the
+    #: locations' budgets and the answers' latency need, up to the process bound
+    #: (:mod:`engine.concurrency`)
+    concurrency: int | None = None
     rate: tuple[int, float] = (100, 10.0)
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -278,6 +289,11 @@ class Runner:
             shard=config.shard,
         )
         self._client: Client | None = None
+        self._bound = config.concurrency or process_bound()
+        self._workers = 0
+        self._target = 0
+        self._resized = -math.inf
+        self._spawn: Callable[[], object] = lambda: None
         self._locations: LocationStates | None = None
         self._work_scope: anyio.CancelScope | None = None
         self._tg: anyio.abc.TaskGroup | None = None
@@ -333,7 +349,7 @@ class Runner:
     async def _run(self, started: float, store: RunStore) -> RunResult:
         owned = self._transport is None
         transport = self._transport or AiohttpTransport(
-            timeout=self._config.timeout, limit=self._config.concurrency
+            timeout=self._config.timeout, limit=self._bound
         )
         rate, interval = self._config.rate
         self._client = Client(
@@ -354,7 +370,8 @@ class Runner:
             records=len(store),
             to_send=todo,
             locations=len(self._left),
-            concurrency=self._config.concurrency,
+            concurrency=self._bound,
+            follows_the_work=self._config.concurrency is None,
             **({} if shard is None else {"shard": str(shard), "other_shards": self._others}),
         )
         if shard is not None and not len(store):
@@ -409,24 +426,46 @@ class Runner:
                 outer.start_soon(self._watch_signals)
             with anyio.CancelScope() as self._work_scope:
                 async with anyio.create_task_group() as tg:
-                    for _ in range(max(1, min(self._config.concurrency, todo))):
-                        tg.start_soon(self._consume, feed)
+                    self._spawn = functools.partial(tg.start_soon, self._consume, feed)
+                    self._resize(feed, now=True)
             outer.cancel_scope.cancel()  # the signal watcher and drain timer end with the work
 
     async def _consume(self, feed: Feed) -> None:
-        for pos, record in feed:
-            if self._stopping:
-                return  # what is left stays not_run (see _finish)
-            planned: list[Write] = []
-            # Every line logged while this record is processed names it (about 1 µs).
-            bound = bind_contextvars(location=record.location_id, source=record.source)
-            try:
-                outcome = await self._process(record, planned)
-            finally:
-                reset_contextvars(**bound)
-            if self._config.plan:
-                outcome = self._planned(outcome, planned)
-            self._record(pos, outcome)
+        try:
+            for pos, record in feed:
+                if self._stopping:
+                    return  # what is left stays not_run (see _finish)
+                planned: list[Write] = []
+                # Every line logged while this record is processed names it (about 1 µs).
+                bound = bind_contextvars(location=record.location_id, source=record.source)
+                try:
+                    outcome = await self._process(record, planned)
+                finally:
+                    reset_contextvars(**bound)
+                if self._config.plan:
+                    outcome = self._planned(outcome, planned)
+                self._record(pos, outcome)
+                if self._resize(feed):
+                    return  # the work needs fewer workers now
+        finally:
+            self._workers -= 1
+
+    def _resize(self, feed: Feed, *, now: bool = False) -> bool:
+        """Work on as many records at once as the work needs (:mod:`engine.concurrency`):
+        start workers up to the target; True when the calling worker is one too many."""
+        assert self._client is not None
+        if now or self._clock() - self._resized >= _RESIZE_EVERY:
+            self._resized = self._clock()
+            gates = self._client.gates
+            budgets = []
+            for location, left in self._left.items():
+                limit, interval = gates.budget(location)
+                budgets.append((left, limit / interval))
+            self._target = in_flight(budgets, self._client.latency, self._bound)
+            while self._workers < self._target and feed.locations and not self._stopping:
+                self._workers += 1
+                self._spawn()
+        return self._workers > self._target
 
     def _planned(self, outcome: Outcome, planned: list[Write]) -> Outcome:
         """A plan's outcome: a pending change when a write was held back, ``blocked``
@@ -537,6 +576,7 @@ class Runner:
         location = outcome.record.location_id
         self._left[location] -= 1
         if not self._left[location]:
+            del self._left[location]
             self._locations.forget(location)
 
     def _daily_spent(self, record: Record) -> str:

@@ -83,7 +83,9 @@ class Sandbox:
             raise RuntimeError("the sandbox is already started")
         runner = web.AppRunner(self.app, access_log=None, logger=_SERVER_LOG, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        # A client that follows the work opens hundreds of connections at once; aiohttp's
+        # default backlog (128) would drop their SYNs, and each costs a 1 s retransmit.
+        site = web.TCPSite(runner, host, port, backlog=1024)
         try:
             await site.start()
         except BaseException:
