@@ -34,6 +34,7 @@ import anyio
 import stamina
 import structlog
 
+from .concurrency import Latency
 from .credentials import TokenLookup, TokenProvider, as_provider
 from .errors import (
     ConnectFailed,
@@ -53,10 +54,6 @@ __all__ = ["Client", "Exchange", "RunStats", "TokenLookup"]
 
 #: the status of an answer that refuses the request's token
 _UNAUTHORIZED = 401
-
-#: the answer time assumed before any answer (seconds), and each new answer's weight in
-#: the moving average: a run over many locations sizes its work by it (engine.concurrency)
-_FIRST_LATENCY, _LATENCY_WEIGHT = 0.25, 0.05
 
 
 @dataclass(slots=True)
@@ -136,8 +133,8 @@ class Client:
         self._log = structlog.get_logger("engine").bind()
         # Checked once: per-request debug lines cost nothing unless they are wanted.
         self._verbose = self._log.is_enabled_for(logging.DEBUG)
-        #: seconds an answer takes, a moving average (a guess until the first answers)
-        self.latency = _FIRST_LATENCY
+        #: how long answers take: a run sizes its work by it (engine.concurrency)
+        self.latency = Latency()
 
     @property
     def gates(self) -> LocationGates:
@@ -333,7 +330,7 @@ class Client:
                     status=response.status,
                     ms=round(response.elapsed * 1000),
                 )
-            self.latency += _LATENCY_WEIGHT * (response.elapsed - self.latency)
+            self.latency.answered(response.elapsed)
             throttled = response.status == 429
             if throttled:
                 self.stats.rate_limited += 1

@@ -2,21 +2,31 @@
 
 A fixed number is wrong both ways. Too few, and a run over many locations idles the budgets
 the rate limits allow (400 locations at 100 ms answers need about 400 requests in flight to
-use theirs; 32 made such a run four times slower than its limits). Too many, and a run over
-a few slow locations only queues records behind their limiters, holding connections for
-nothing. So the number follows the work, by Little's law: to keep a location at ``r``
-requests per second when an answer takes ``L`` seconds, about ``r * L`` of its requests must
-be in flight. The run needs the sum over the locations that still have records, each capped
-by its records left; twice that, for the spread of answer times and for bursts (a location's
-whole window may go at once), plus one per location so that none waits for a worker.
+use theirs; 32 made such a run four times slower than its limits). Too many, and requests
+only queue: behind a location's limiter, or in a server (or a client) that is already
+working as fast as it can, where each one more adds latency and CPU and nothing else.
 
-``r`` is each location's budget as its limiter knows it (learned from the server's headers,
-429s included); ``L`` is the client's moving average of answer times
-(:attr:`engine.client.Client.latency`, a quarter second until the first answers). The bound
-is ``--concurrency`` when given, else :data:`PROCESS_BOUND` (fewer when the process may not
-open that many files: each request in flight holds a connection). The run starts as many
-workers as the target at once, looks at the target again ten times a second, and lets
-workers go as they finish a record when the work needs fewer.
+So the number follows the work, by Little's law: to keep a location at ``r`` requests per
+second when an answer takes ``L`` seconds, about ``r * L`` of its requests must be in
+flight. The run needs the sum over the locations that still have records, each capped by
+its records left; twice that, for the spread of answer times and for bursts (a location's
+whole window may go at once), plus one per location so that none waits for a worker. ``r``
+is each location's budget as its limiter knows it (learned from the server's headers, 429s
+included); ``L`` is a moving average of answer times (a quarter second until the first
+answers).
+
+Little's law alone would follow a queue up: when the server is the bottleneck, more in
+flight makes answers slower, and slower answers ask for more in flight. So, as in TCP Vegas
+and Netflix's concurrency limits, answer times are also compared with the fastest of the
+last few seconds: when the average is more than three times that, requests are queueing
+somewhere, and the target shrinks in proportion (by half at most per look); otherwise it
+grows toward Little's number by half at most per look. Three times leaves room for servers
+whose answer times vary on their own (50 to 150 ms, say).
+
+The bound is ``--concurrency`` when given, else :data:`PROCESS_BOUND` (fewer when the
+process may not open that many files: each request in flight holds a connection). The run
+looks at the target ten times a second, starts workers up to it, and lets workers go as they
+finish a record when the work needs fewer.
 """
 
 from __future__ import annotations
@@ -24,14 +34,61 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-__all__ = ["PROCESS_BOUND", "in_flight", "process_bound"]
+__all__ = ["PROCESS_BOUND", "Latency", "in_flight", "next_target", "process_bound"]
 
 #: most records (so requests) in flight at once in one process, by default
 PROCESS_BOUND = 512
 #: files the process keeps for itself (report, journal, store, lock, logs...)
 _RESERVED_FILES = 64
-#: fewest workers a run starts (when it has that many records)
+#: fewest workers a run keeps (when it has that many records)
 _FLOOR = 8
+#: answers slower on average than this many times the fastest recent one are queueing
+_QUEUEING = 3.0
+#: answers needed before answer times are believed
+_SAMPLES = 32
+
+
+class Latency:
+    """Answer times: a moving average, and the fastest answer of the last few seconds."""
+
+    __slots__ = ("_fastest", "_previous", "_since", "average", "samples")
+
+    #: the average before the first answer, and each answer's weight in it
+    FIRST, WEIGHT = 0.25, 0.05
+    #: the fastest answer is kept over two spans of this many seconds
+    SPAN = 5.0
+
+    def __init__(self) -> None:
+        self.average = self.FIRST  # seconds
+        self.samples = 0
+        self._fastest = math.inf  # in the current span
+        self._previous = math.inf  # in the span before
+        self._since = -math.inf  # when the current span began
+
+    def answered(self, seconds: float) -> None:
+        """Note how long one answer took."""
+        self.average += self.WEIGHT * (seconds - self.average)
+        self.samples += 1
+        if seconds < self._fastest:
+            self._fastest = seconds
+
+    @property
+    def fastest(self) -> float:
+        """The fastest answer of the last one or two spans (inf before any)."""
+        return min(self._fastest, self._previous)
+
+    def roll(self, now: float) -> None:
+        """Start a new span when the current one is over (so the fastest can rise again)."""
+        if now - self._since >= self.SPAN:
+            self._previous, self._fastest, self._since = self._fastest, math.inf, now
+
+    @property
+    def queueing(self) -> float:
+        """How many times slower than the fastest recent answer answers are (1.0: not)."""
+        fastest = self.fastest
+        if self.samples < _SAMPLES or not 0 < fastest < math.inf:
+            return 1.0
+        return max(1.0, self.average / fastest)
 
 
 def process_bound() -> int:
@@ -48,9 +105,21 @@ def process_bound() -> int:
 
 
 def in_flight(budgets: Iterable[tuple[int, float]], latency: float, bound: int) -> int:
-    """Records to work on at once, given ``(records left, requests per second)`` for each
-    location that still has records, the answers' ``latency`` in seconds, and the bound."""
+    """Little's number: records to work on at once, given ``(records left, requests per
+    second)`` for each location that still has records, the answers' ``latency`` in seconds,
+    and the bound."""
     need = 0.0
     for left, rate in budgets:
         need += min(float(left), 2 * rate * latency + 1)
     return max(1, min(bound, max(_FLOOR, math.ceil(need))))
+
+
+def next_target(current: int, little: int, queueing: float) -> int:
+    """The next target, from the current one (0 at the start), Little's number, and how
+    many times slower than usual answers are (``Latency.queueing``)."""
+    if current <= 0:
+        return little
+    if queueing > _QUEUEING:
+        shrunk = math.floor(current * max(0.5, _QUEUEING / queueing))
+        return max(min(_FLOOR, little), min(shrunk, little))
+    return min(little, max(current + 1, math.floor(current * 1.5)))

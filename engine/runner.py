@@ -64,8 +64,8 @@ import structlog
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from .client import Client, Exchange
+from .concurrency import in_flight, next_target, process_bound
 from .credentials import TokenLookup, TokenProvider
-from .concurrency import in_flight, process_bound
 from .errors import (
     ConfigError,
     ConnectFailed,
@@ -454,14 +454,17 @@ class Runner:
         """Work on as many records at once as the work needs (:mod:`engine.concurrency`):
         start workers up to the target; True when the calling worker is one too many."""
         assert self._client is not None
-        if now or self._clock() - self._resized >= _RESIZE_EVERY:
-            self._resized = self._clock()
-            gates = self._client.gates
+        clock = self._clock()
+        if now or clock - self._resized >= _RESIZE_EVERY:
+            self._resized = clock
+            gates, latency = self._client.gates, self._client.latency
             budgets = []
             for location, left in self._left.items():
                 limit, interval = gates.budget(location)
                 budgets.append((left, limit / interval))
-            self._target = in_flight(budgets, self._client.latency, self._bound)
+            latency.roll(clock)
+            little = in_flight(budgets, latency.average, self._bound)
+            self._target = next_target(self._target, little, latency.queueing)
             while self._workers < self._target and feed.locations and not self._stopping:
                 self._workers += 1
                 self._spawn()

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from engine import Request, Response, RunConfig
-from engine.concurrency import PROCESS_BOUND, in_flight, process_bound
+from engine.concurrency import PROCESS_BOUND, Latency, in_flight, next_target, process_bound
 from jobs.api import run_job
 from tests.fakes import run_virtual
 
@@ -140,3 +140,42 @@ def test_cli_concurrency_defaults_to_following_the_work(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--help"], terminal_width=200)
     assert "--concurrency N" in result.output
     assert f"up to {PROCESS_BOUND}" in result.output
+
+
+def test_target_grows_toward_littles_number_by_half_at_most() -> None:
+    """Starting at Little's number, the target then grows by half per look, never past it."""
+    assert next_target(0, 300, 1.0) == 300
+    assert next_target(100, 512, 1.0) == 150
+    assert next_target(400, 512, 2.9) == 512
+    assert next_target(300, 120, 1.0) == 120  # less work: fewer at once
+
+
+def test_target_shrinks_when_answers_queue() -> None:
+    """Answers slower than three times the fastest recent one shrink the target in
+    proportion, by half at most, never below 8."""
+    assert next_target(512, 512, 6.0) == 256
+    assert next_target(512, 512, 4.0) == 384
+    assert next_target(20, 512, 100.0) == 10
+    assert next_target(10, 512, 100.0) == 8
+
+
+def test_latency_compares_the_average_with_the_fastest_recent_answer() -> None:
+    """Queueing is the average over the fastest answer of the last span or two, believed
+    after 32 answers; the fastest is forgotten two spans later."""
+    latency = Latency()
+    latency.roll(0.0)
+    for _ in range(31):
+        latency.answered(0.001)
+    assert latency.queueing == 1.0  # too few answers yet
+    latency.answered(0.001)
+    for _ in range(100):
+        latency.answered(0.02)
+    assert latency.fastest == 0.001
+    assert latency.queueing > 10
+    latency.roll(Latency.SPAN)
+    latency.answered(0.02)
+    assert latency.fastest == 0.001  # the span before still counts
+    latency.roll(2 * Latency.SPAN)
+    latency.answered(0.02)
+    assert latency.fastest == 0.02
+    assert latency.queueing < 1.1
