@@ -6,7 +6,6 @@ Nothing here knows about any particular API.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -78,7 +77,15 @@ class Request:
 
     def with_headers(self, extra: Mapping[str, str]) -> Request:
         """A copy with ``extra`` merged into the headers."""
-        return dataclasses.replace(self, headers={**self.headers, **extra})
+        # Not dataclasses.replace: it inspects the fields on every call, once per request.
+        return Request(
+            method=self.method,
+            url=self.url,
+            location_id=self.location_id,
+            params=self.params,
+            headers={**self.headers, **extra},
+            json=self.json,
+        )
 
     def __repr__(self) -> str:
         shown = {

@@ -19,6 +19,7 @@ import csv
 import enum
 import io
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
@@ -61,6 +62,7 @@ def report_format(path: str) -> ReportFormat:
 
 
 _ESCAPED_START = (*_FORMULA_START, "'")
+_NEEDS_QUOTES = re.compile(r'["\r\n]')
 
 
 def _cell(value: Any) -> str:
@@ -98,7 +100,17 @@ class _Encoder:
             ordered = {c: row.get(c) for c in self.columns}
             ordered = {c: ("" if v is None else v) for c, v in ordered.items()}
             return orjson.dumps(ordered).decode() + "\n"
-        return self._line(_cell(row.get(c)) for c in self.columns)
+        cells = ["" if (v := row.get(c)) is None else str(v) for c in self.columns]
+        for i, text in enumerate(cells):
+            if text.startswith(_ESCAPED_START):
+                cells[i] = "'" + text
+        line = ",".join(cells)
+        # Most rows need no quoting: then the csv module (a buffer per line) is skipped. A
+        # cell needs quotes when it holds a comma, a quote or a line break; a comma shows as
+        # one more comma than separators in the joined line.
+        if line.count(",") == len(cells) - 1 and not _NEEDS_QUOTES.search(line):
+            return line + "\n"
+        return self._line(cells)
 
 
 class ReportWriter:

@@ -55,16 +55,27 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+_NO_HINT = RateHint()
+
+
 def read_rate(response: Response) -> RateHint:
     """The budget the ``X-RateLimit-*`` headers (and ``Retry-After``) describe."""
-    interval_ms = _int(response.header("x-ratelimit-interval-milliseconds"))
+    get = response.headers.get  # names are lower-case (Response's contract); once per answer
+    remaining = get("x-ratelimit-remaining")
+    if remaining is None and response.status != 429 and get("x-ratelimit-max") is None:
+        return _NO_HINT if get("x-ratelimit-daily-remaining") is None else _daily(response)
+    interval_ms = _int(get("x-ratelimit-interval-milliseconds"))
     return RateHint(
-        limit=_int(response.header("x-ratelimit-max")),
-        remaining=_int(response.header("x-ratelimit-remaining")),
+        limit=_int(get("x-ratelimit-max")),
+        remaining=_int(remaining),
         interval=interval_ms / 1000 if interval_ms and interval_ms > 0 else None,
-        daily_remaining=_int(response.header("x-ratelimit-daily-remaining")),
+        daily_remaining=_int(get("x-ratelimit-daily-remaining")),
         retry_after=retry_after_seconds(response) if response.status == 429 else None,
     )
+
+
+def _daily(response: Response) -> RateHint:
+    return RateHint(daily_remaining=_int(response.headers.get("x-ratelimit-daily-remaining")))
 
 
 def json_body(response: Response) -> Any:
