@@ -15,13 +15,15 @@ is each location's budget as its limiter knows it (learned from the server's hea
 included); ``L`` is a moving average of answer times (a quarter second until the first
 answers).
 
-Little's law alone would follow a queue up: when the server is the bottleneck, more in
-flight makes answers slower, and slower answers ask for more in flight. So, as in TCP Vegas
-and Netflix's concurrency limits, answer times are also compared with the fastest of the
-last few seconds: when the average is more than three times that, requests are queueing
-somewhere, and the target shrinks in proportion (by half at most per look); otherwise it
-grows toward Little's number by half at most per look. Three times leaves room for servers
-whose answer times vary on their own (50 to 150 ms, say).
+Little's law alone would follow a queue up: when the server (or this process) is the
+bottleneck, more in flight makes answers slower, and slower answers ask for more in flight.
+So, as in TCP Vegas and BBR, the run also watches for queueing: when even the fastest
+answers of the last look are more than twice as slow as the fastest of the last few
+seconds, every request is waiting somewhere, and the target shrinks in proportion (by half
+at most per look); otherwise it grows toward Little's number, by half at most per look. The
+fastest answers, not the average, because a server's own answer times may vary widely
+(50 to 150 ms, say) without anything queueing: the fastest of a few dozen answers stays put
+then.
 
 The bound is ``--concurrency`` when given, else :data:`PROCESS_BOUND` (fewer when the
 process may not open that many files: each request in flight holds a connection). The run
@@ -42,16 +44,26 @@ PROCESS_BOUND = 512
 _RESERVED_FILES = 64
 #: fewest workers a run keeps (when it has that many records)
 _FLOOR = 8
-#: answers slower on average than this many times the fastest recent one are queueing
-_QUEUEING = 3.0
-#: answers needed before answer times are believed
-_SAMPLES = 32
+#: the fastest answers of a look this many times slower than the fastest recent one: queueing
+_QUEUEING = 2.0
+#: answers needed before answer times are believed: in all, and in one look
+_SAMPLES, _LOOK_SAMPLES = 32, 8
 
 
 class Latency:
-    """Answer times: a moving average, and the fastest answer of the last few seconds."""
+    """Answer times: a moving average, the fastest answer of the last look, and the fastest
+    of the last few seconds."""
 
-    __slots__ = ("_fastest", "_previous", "_since", "average", "samples")
+    __slots__ = (
+        "_fastest",
+        "_look_fastest",
+        "_look_samples",
+        "_previous",
+        "_since",
+        "average",
+        "recent",
+        "samples",
+    )
 
     #: the average before the first answer, and each answer's weight in it
     FIRST, WEIGHT = 0.25, 0.05
@@ -61,6 +73,9 @@ class Latency:
     def __init__(self) -> None:
         self.average = self.FIRST  # seconds
         self.samples = 0
+        self.recent = math.inf  # the fastest answer of the last look with enough answers
+        self._look_fastest = math.inf
+        self._look_samples = 0
         self._fastest = math.inf  # in the current span
         self._previous = math.inf  # in the span before
         self._since = -math.inf  # when the current span began
@@ -69,26 +84,34 @@ class Latency:
         """Note how long one answer took."""
         self.average += self.WEIGHT * (seconds - self.average)
         self.samples += 1
-        if seconds < self._fastest:
-            self._fastest = seconds
+        self._look_samples += 1
+        if seconds < self._look_fastest:
+            self._look_fastest = seconds
+            if seconds < self._fastest:
+                self._fastest = seconds
 
     @property
     def fastest(self) -> float:
         """The fastest answer of the last one or two spans (inf before any)."""
         return min(self._fastest, self._previous)
 
-    def roll(self, now: float) -> None:
-        """Start a new span when the current one is over (so the fastest can rise again)."""
+    def look(self, now: float) -> None:
+        """End a look: keep its fastest answer (when it had enough), and start a new span
+        when the current one is over (so the fastest can rise again)."""
+        if self._look_samples >= _LOOK_SAMPLES:
+            self.recent = self._look_fastest
+            self._look_fastest, self._look_samples = math.inf, 0
         if now - self._since >= self.SPAN:
             self._previous, self._fastest, self._since = self._fastest, math.inf, now
 
     @property
     def queueing(self) -> float:
-        """How many times slower than the fastest recent answer answers are (1.0: not)."""
+        """How many times slower than the fastest recent answer the last look's fastest
+        answer was (1.0: not at all)."""
         fastest = self.fastest
-        if self.samples < _SAMPLES or not 0 < fastest < math.inf:
+        if self.samples < _SAMPLES or not 0 < fastest < math.inf or self.recent == math.inf:
             return 1.0
-        return max(1.0, self.average / fastest)
+        return max(1.0, self.recent / fastest)
 
 
 def process_bound() -> int:
@@ -116,7 +139,8 @@ def in_flight(budgets: Iterable[tuple[int, float]], latency: float, bound: int) 
 
 def next_target(current: int, little: int, queueing: float) -> int:
     """The next target, from the current one (0 at the start), Little's number, and how
-    many times slower than usual answers are (``Latency.queueing``)."""
+    many times slower than the fastest recent answers the last ones were
+    (``Latency.queueing``)."""
     if current <= 0:
         return little
     if queueing > _QUEUEING:

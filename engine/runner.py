@@ -462,7 +462,7 @@ class Runner:
             for location, left in self._left.items():
                 limit, interval = gates.budget(location)
                 budgets.append((left, limit / interval))
-            latency.roll(clock)
+            latency.look(clock)
             little = in_flight(budgets, latency.average, self._bound)
             self._target = next_target(self._target, little, latency.queueing)
             while self._workers < self._target and feed.locations and not self._stopping:

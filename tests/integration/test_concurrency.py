@@ -146,36 +146,46 @@ def test_target_grows_toward_littles_number_by_half_at_most() -> None:
     """Starting at Little's number, the target then grows by half per look, never past it."""
     assert next_target(0, 300, 1.0) == 300
     assert next_target(100, 512, 1.0) == 150
-    assert next_target(400, 512, 2.9) == 512
+    assert next_target(400, 512, 1.9) == 512
     assert next_target(300, 120, 1.0) == 120  # less work: fewer at once
 
 
 def test_target_shrinks_when_answers_queue() -> None:
-    """Answers slower than three times the fastest recent one shrink the target in
-    proportion, by half at most, never below 8."""
-    assert next_target(512, 512, 6.0) == 256
-    assert next_target(512, 512, 4.0) == 384
+    """The fastest answers more than twice as slow as the fastest recent ones shrink the
+    target in proportion, by half at most, never below 8."""
+    assert next_target(512, 512, 4.0) == 256
+    assert next_target(512, 512, 2.5) == 409
     assert next_target(20, 512, 100.0) == 10
     assert next_target(10, 512, 100.0) == 8
 
 
-def test_latency_compares_the_average_with_the_fastest_recent_answer() -> None:
-    """Queueing is the average over the fastest answer of the last span or two, believed
-    after 32 answers; the fastest is forgotten two spans later."""
+def test_queueing_compares_a_looks_fastest_answer_with_the_fastest_recent_one() -> None:
+    """Answers that vary on their own are not queueing; answers that are all slower are.
+    Believed after 32 answers, and 8 in the look; the fastest is forgotten two spans on."""
     latency = Latency()
-    latency.roll(0.0)
-    for _ in range(31):
-        latency.answered(0.001)
+    latency.look(0.0)
+    for n in range(31):
+        latency.answered(0.05 + (n % 10) * 0.01)  # 50 to 140 ms, nothing queueing
+    latency.look(0.1)
     assert latency.queueing == 1.0  # too few answers yet
-    latency.answered(0.001)
-    for _ in range(100):
-        latency.answered(0.02)
-    assert latency.fastest == 0.001
-    assert latency.queueing > 10
-    latency.roll(Latency.SPAN)
-    latency.answered(0.02)
-    assert latency.fastest == 0.001  # the span before still counts
-    latency.roll(2 * Latency.SPAN)
-    latency.answered(0.02)
-    assert latency.fastest == 0.02
-    assert latency.queueing < 1.1
+    for n in range(40):
+        latency.answered(0.05 + (n % 10) * 0.01)
+    latency.look(0.2)
+    assert latency.queueing == 1.0
+    for _ in range(7):
+        latency.answered(0.3)
+    latency.look(0.3)
+    assert latency.queueing == 1.0  # too few answers in that look: the last one stands
+    latency.answered(0.3)
+    latency.look(0.4)
+    assert latency.queueing == pytest.approx(6.0)  # even the fastest waited 250 ms
+    latency.look(Latency.SPAN)
+    for _ in range(8):
+        latency.answered(0.3)
+    latency.look(Latency.SPAN + 0.1)
+    assert latency.queueing == pytest.approx(6.0)  # the span before still counts
+    latency.look(2 * Latency.SPAN)
+    for _ in range(8):
+        latency.answered(0.3)
+    latency.look(2 * Latency.SPAN + 0.1)
+    assert latency.queueing == 1.0  # 300 ms is how fast it is now
