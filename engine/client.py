@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import anyio
-import stamina
 import structlog
 
 from .concurrency import Latency
@@ -129,7 +128,6 @@ class Client:
         #: the failure that showed the host cannot be reached, once it has
         self.unreachable: ConnectFailed | None = None
         self.stats = RunStats()
-        log_retries()  # our own retry lines, not stamina's
         self._log = structlog.get_logger("engine").bind()
         # Checked once: per-request debug lines cost nothing unless they are wanted.
         self._verbose = self._log.is_enabled_for(logging.DEBUG)
@@ -252,6 +250,11 @@ class Client:
         tries: _Tries,
         failed: Exception | None,
     ) -> Exchange:
+        # stamina (and tenacity under it) is imported at the first retry: most runs of a
+        # healthy API never need it, and it costs start-up time in every run.
+        import stamina
+
+        log_retries()  # our own retry lines, not stamina's
         async for attempt in stamina.retry_context(
             on=self._hook,
             attempts=self._policy.attempts,

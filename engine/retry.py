@@ -19,10 +19,13 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
-from stamina.instrumentation import RetryDetails, set_on_retry_hooks
+
+if TYPE_CHECKING:
+    from stamina.instrumentation import RetryDetails
 
 from .errors import HTTPStatusError, RequestError, TransportError
 from .model import Response
@@ -114,4 +117,6 @@ def log_retry(details: RetryDetails) -> None:
 
 def log_retries() -> None:
     """Make stamina report retries through ``log_retry`` only (process-wide; idempotent)."""
+    from stamina.instrumentation import set_on_retry_hooks  # at the first retry, not start-up
+
     set_on_retry_hooks([log_retry])

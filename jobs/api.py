@@ -21,7 +21,7 @@ import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import (
     AiohttpTransport,
@@ -54,7 +54,9 @@ from .plan import PlanResult, drift_of
 from .relations import RelationsJob
 from .rollback import RollbackPlan
 from .routes import Api
-from .sandbox import Sandbox, SandboxConfig
+
+if TYPE_CHECKING:
+    from .sandbox import SandboxConfig
 
 __all__ = [
     "AgencyCredential",
@@ -122,6 +124,8 @@ async def run_job(
         # replaced by the next sandbox run (and a resume starts over), and is never rolled
         # back. For resumable practice runs, start `ghl-migrate sandbox` and use --base-url.
         config = replace(config, ephemeral=True)
+        from .sandbox import Sandbox  # only now: the sandbox is a server, not worth a start-up
+
         async with Sandbox(sandbox) as fake:
             chosen = job_kind(name, api=api, base_url=fake.url, update_labels=update_labels)
             return await run(

@@ -52,7 +52,6 @@ from .kinds import RELATIONS
 from .plan import PlanResult
 from .rollback import RollbackPlan, plan_rollback
 from .routes import Api
-from .sandbox import AgencySetup, SandboxConfig, ServeError, serve
 
 __all__ = ["COMMANDS"]
 
@@ -217,7 +216,7 @@ def run_command(
             base_url=base_url,
             tokens_file=tokens,
             agency=agency,
-            sandbox=SandboxConfig() if sandbox else None,
+            sandbox=_sandbox_config() if sandbox else None,
             update_labels=update_labels,
             observer=observer,
         )
@@ -352,6 +351,12 @@ def _contention(
         return parse_rate(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _sandbox_config() -> Any:
+    from .sandbox import SandboxConfig  # imported only for --sandbox runs
+
+    return SandboxConfig()
 
 
 _probability = click.FloatRange(0.0, 1.0)
@@ -560,6 +565,8 @@ def sandbox_command(
     ghl-migrate sandbox --records 100   # contact-1 .. contact-100 and so on, for relations
     ghl-migrate sandbox --agency 50 --agency-token-file agency-token.txt
     """
+    from .sandbox import AgencySetup, SandboxConfig, ServeError, serve  # a server: when served
+
     config = SandboxConfig(
         rate_limit=rate_limit[0],
         rate_interval=rate_limit[1],

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-import jobs.cli
+import jobs.sandbox
 from engine.cli import main
 from jobs.sandbox import Sandbox, SandboxConfig, SandboxStats
 from jobs.sandbox.limits import RateLimiter
@@ -149,7 +149,7 @@ async def test_bare_429_over_http() -> None:
 def test_cli_switches_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """`ghl-migrate sandbox` maps its rate-limit switches onto SandboxConfig."""
     seen: list[SandboxConfig] = []
-    monkeypatch.setattr(jobs.cli, "serve", lambda config, **_: seen.append(config))
+    monkeypatch.setattr(jobs.sandbox, "serve", lambda config, **_: seen.append(config))
     args = ["sandbox", "--rate-limit", "20/2s", "--window", "fixed", "--bare-429"]
     args += ["--no-rate-headers", "--contention", "10/2s", "--contention-after", "3"]
     args += ["--contention-for", "5"]
