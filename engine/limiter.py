@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -163,8 +164,10 @@ class LocationLimiter:
         "_queue",
         "_quiet",
         "_refused",
+        "_sends",
         "_seq",
         "_sleep",
+        "_taken_at",
     )
 
     def __init__(
@@ -184,8 +187,11 @@ class LocationLimiter:
         self._sleep = sleep
         self._in_flight = 0
         self._seq = 0  # sequence number of the next request admitted
+        self._taken_at = 0.0  # when the last one was admitted
         self._done: deque[float] = deque()  # our completion times, oldest first
-        self._refused: deque[float] = deque()  # ... of those answered 429
+        # when our requests of the last two intervals were sent, and those answered 429
+        self._sends: deque[float] = deque()
+        self._refused: deque[tuple[float, int]] = deque()  # (sent, seq), in answer order
         self._others: deque[float] = deque()  # when we learned of others' requests
         self._blocked_until = -math.inf
         self._exhausted = False
@@ -301,9 +307,10 @@ class LocationLimiter:
                 advertised = hint.limit if hint.limit is not None else self._advertised
                 if advertised - hint.remaining >= self.limit:
                     self._confirm(now)
-        self._book_others(hint, throttled, inside, now, refresh=peek and throttled)
+        sent = slot.sent if slot is not None else now
+        self._book_others(hint, throttled, inside, now, sent, seq, refresh=peek and throttled)
         if throttled:
-            self._refused.append(now)  # beside its completion, which the slot's exit adds
+            self._refused.append((sent, seq))
         # A higher limit, fewer others or exhaustion change what a waiter should do.
         self._notify()
 
@@ -335,8 +342,13 @@ class LocationLimiter:
             advertised = hint.limit if hint.limit is not None else self._advertised
             held = advertised - hint.remaining
             self._lower(held, now, "refused while the server reported room")
+        elif hint.remaining is not None and self._admitted(now) < (hint.limit or self._advertised):
+            # The server says its window is full, and not with ours: another client shares
+            # this budget (or our own process, killed a moment ago). Its share is booked from
+            # this answer's count; the ceiling stays.
+            self._others_seen = now
         elif now - self._others_seen <= _CONTENTION_MEMORY * self._interval:
-            pass  # another client shares the budget: booked from the answers' counts
+            pass  # another client was seen sharing the budget: booked from the counts
         elif now - self._pass_at > _PASS_RENEWAL * self._interval:
             # Perhaps someone we cannot see (our own killed process) filled the window: wait
             # it out once; only a repeat says the limit is lower.
@@ -371,13 +383,10 @@ class LocationLimiter:
         log.debug("pacing: ceiling lowered", location=self._name, old=old, new=new, why=why)
 
     def _admitted(self, now: float) -> int:
-        """Our requests in the window that were not refused (in-flight ones excepted)."""
-        cutoff = now - self._interval
-        refused = self._refused
-        while refused and refused[0] <= cutoff:
-            refused.popleft()
-        self._used(now)  # prunes _done
-        return max(len(self._done) - len(refused), 0)
+        """Our requests sent in the last interval and answered, 429s excepted."""
+        low = now - self._interval
+        refused = sum(1 for t, _ in self._refused if t > low)
+        return max(len(self._sends) - bisect_right(self._sends, low) - refused - self._in_flight, 0)
 
     def _resolve(self, now: float) -> None:
         """Every request up to the barrier is answered: confirm a probe or settle a burst."""
@@ -407,23 +416,39 @@ class LocationLimiter:
     # -- others' requests ---------------------------------------------------------------------
 
     def _book_others(
-        self, hint: RateHint, throttled: bool, inside: bool, now: float, *, refresh: bool
+        self,
+        hint: RateHint,
+        throttled: bool,
+        inside: bool,
+        now: float,
+        sent: float,
+        seq: int,
+        *,
+        refresh: bool,
     ) -> None:
         """Book others' requests from the server's count (see the module docstring).
 
-        ``refresh``: a refused peek, so the window is still full of others' requests now.
+        ``sent`` and ``seq``: when the answered request went, and its number; ``refresh``: a
+        refused peek, so the window is still full of others' requests now.
         """
         if hint.remaining is None:
             return
         self._counted = True
+        if now - sent > self._interval:
+            return  # an answer that took longer than a window: its count is out of date
         advertised = hint.limit if hint.limit is not None else self._advertised
         server = advertised - max(hint.remaining, 0)  # what the server counts
-        # What of ours the server may count: in flight (this one only if admitted) and
-        # answered in the window, 429s excepted.
-        ours = self._admitted(now) + self._in_flight - (inside and throttled)
+        # At most what of ours the server counted when it answered: those sent from an
+        # interval before this one (and half a round trip more: one sent just before may
+        # have arrived just after) until now, 429s excepted, this one too if refused. By
+        # send time, as the server counts by arrival: counting our completions instead would
+        # hide another client that takes the slots freed while our answers are on their
+        # way back. An upper bound, so the others it shows are there for sure.
+        low = sent - self._interval - (now - sent) / 2
+        sends = self._sends
+        refused = sum(1 for t, _ in self._refused if t > low)
+        ours = len(sends) - bisect_right(sends, low) - refused - (inside and throttled)
         others = server - ours
-        if others > 0 and not throttled:
-            self._others_seen = now  # an admitted request's count: someone else is there
         booked = self._others
         if refresh:
             booked.clear()
@@ -463,6 +488,8 @@ class LocationLimiter:
         limit = self.limit
         if used < limit or (used == limit and self._may_probe(now)):
             return now
+        if self._probe_seq is not None:
+            return None  # the probe's answer says whether the ceiling rises: wait for it
         must_leave = used - limit + 1  # window entries that must expire first
         free: float | None = None
         if must_leave <= len(self._done) + len(self._others):
@@ -496,6 +523,13 @@ class LocationLimiter:
         """Count an admitted request; returns its sequence number."""
         seq = self._seq
         self._seq += 1
+        self._taken_at = now
+        sends, refused, old = self._sends, self._refused, now - 2 * self._interval
+        sends.append(now)
+        while sends[0] <= old:
+            sends.popleft()
+        while refused and refused[0][0] <= old:
+            refused.popleft()
         used = self._used(now)
         if used >= self.limit:
             if used == self.limit and self._may_probe(now):
@@ -564,16 +598,19 @@ class LocationLimiter:
 
 
 class Slot(AbstractAsyncContextManager["Slot"]):
-    """One request's hold on a location's budget; ``seq`` orders it among the location's."""
+    """One request's hold on a location's budget; ``seq`` orders it among the location's,
+    ``sent`` is when it was admitted (the limiter's clock)."""
 
-    __slots__ = ("_limiter", "seq")
+    __slots__ = ("_limiter", "sent", "seq")
 
     def __init__(self, limiter: LocationLimiter) -> None:
         self._limiter = limiter
         self.seq = -1
+        self.sent = 0.0
 
     async def __aenter__(self) -> Slot:
         self.seq = await self._limiter._acquire()
+        self.sent = self._limiter._taken_at
         return self
 
     async def __aexit__(

@@ -285,6 +285,17 @@ async def test_429_while_others_share_the_budget_is_not_a_lower_limit() -> None:
     assert limiter.limit == 10
 
 
+async def test_a_full_window_that_is_not_ours_is_another_clients_share() -> None:
+    """429s saying the window is full, when our admitted requests do not fill it, are
+    another client's share, however often they come: never a lower limit."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 2)
+    for _ in range(3):
+        await burst(limiter, [ok(limit=10, remaining=5)] * 2 + [refused(limit=10, remaining=0)] * 8)
+        await clock.sleep(2)
+    assert limiter.limit == 10
+
+
 # -- others' requests, peeks ---------------------------------------------------------------------
 
 
