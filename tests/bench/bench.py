@@ -91,6 +91,24 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: the scenarios of adapt.py (pacing that adapts, concurrency, CPU of a whole run)
+ADAPT_SCENARIOS = ("contention", "resume", "throttled", "windows", "many", "cpu")
+ADAPT_DEFAULTS = {
+    "contention": {"records": 200, "locations": 1},
+    "resume": {"records": 300, "locations": 2},
+    "throttled": {"records": 1_600, "locations": 8},
+    "windows": {"records": 400, "locations": 4},
+    "many": {"records": 2_000, "locations": 400},
+    "cpu": {"records": 15_000, "locations": 50},
+}
+
+
+def adapt_render(results: dict[str, Any], elapsed: dict[str, float], scale: float) -> list[str]:
+    from tests.bench.adapt import render as render_adapt
+
+    return render_adapt(results, elapsed, scale)
+
+
 #: objects every sandbox location has
 OBJECTS = ("custom_objects.property", "custom_objects.pet", "contact", "opportunity", "business")
 PAIRS = [(a, b) for a in OBJECTS for b in OBJECTS if a != b]
@@ -98,7 +116,9 @@ API_VERSION = "2021-07-28"
 #: a per-location budget the engine never reaches: the overhead scenario measures the engine,
 #: not its pacing (with limits off the sandbox sends no rate headers to learn from)
 UNLIMITED_RATE = (1_000_000, 1.0)
-CONCURRENCY = 32  # RunConfig's default
+#: connections of the overhead and sandbox scenarios (engine and floor alike); pacing and
+#: scale run the engine with its default (concurrency that follows the work) unless told
+CONCURRENCY = 32
 
 _LISTENING = re.compile(r"sandbox listening on (\S+)")
 
@@ -636,7 +656,7 @@ def _client_run(
     per_location: int,
     server_rate: str = "0",
     rate: tuple[int, float] | None = None,
-    concurrency: int = CONCURRENCY,
+    concurrency: int | None = CONCURRENCY,
     timeout: float = 3600,
 ) -> Measured:
     """A fresh sandbox, fresh locations, one measured client run against it."""
@@ -782,7 +802,7 @@ def run_pacing(
     records: int = 6_000,
     locations: int = 20,
     server_rate: str = "50/1s",
-    concurrency: int = CONCURRENCY,
+    concurrency: int | None = CONCURRENCY,
 ) -> PacingResult:
     from engine import parse_rate
 
@@ -832,7 +852,7 @@ def run_scale(
     records: int = 100_000,
     locations: int = 5_000,
     fractions: Sequence[float] = (0.25, 1.0),
-    concurrency: int = CONCURRENCY,
+    concurrency: int | None = CONCURRENCY,
 ) -> ScaleResult:
     per = max(1, records // locations)
     steps = []
@@ -1158,8 +1178,9 @@ SCENARIOS = (
     "relations-pacing",
     "relations-scale",
     "report",
+    *ADAPT_SCENARIOS,  # see adapt.py
 )
-DEFAULTS = {
+DEFAULTS = ADAPT_DEFAULTS | {
     "overhead": {"records": 20_000, "locations": 50},
     "pacing": {"records": 6_000, "locations": 20},
     "scale": {"records": 100_000, "locations": 5_000},
@@ -1184,13 +1205,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("scenarios", nargs="*", metavar="scenario", help=" ".join(SCENARIOS))
     parser.add_argument("--records", type=int, help="records per scenario (default: its own)")
     parser.add_argument("--locations", type=int, help="locations per scenario")
-    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help=f"default: {CONCURRENCY}, or the engine's own (pacing, scale, relations)",
+    )
     parser.add_argument(
         "--server-rate",
         help="pacing, relations-pacing: the sandbox's limit (default 50/1s, 100/1s)",
     )
     parser.add_argument(
         "--repeat", type=int, default=3, help="overhead: runs of each client; the median counts"
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="adapt.py's scenarios: multiply their intervals, latencies and durations",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="adapt.py's scenarios: one variant each (the CI smoke test)",
     )
     parser.add_argument("--json", help="also write the raw numbers here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -1223,7 +1259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     command = shlex.join(["python", "-m", "tests.bench.bench", *argv])
     info = machine()
-    print(render(results, command, info, elapsed))
+    text = render(results, command, info, elapsed)
+    text += "\n" + "\n".join(adapt_render(results, elapsed, args.time_scale))
+    print(text)
     for name, error in errors.items():
         print(f"**{name} failed**: {error.splitlines()[0]}")
     if args.json:
@@ -1234,8 +1272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse.Namespace) -> Any:
+    if name in ADAPT_SCENARIOS:
+        from tests.bench.adapt import run
+
+        return run(name, workdir, size, scale=args.time_scale, repeat=args.repeat, quick=args.quick)
+    fixed = args.concurrency or CONCURRENCY
     if name == "overhead":
-        return run_overhead(workdir, **size, concurrency=args.concurrency, repeat=args.repeat)
+        return run_overhead(workdir, **size, concurrency=fixed, repeat=args.repeat)
     if name == "pacing":
         return run_pacing(
             workdir, **size, server_rate=args.server_rate or "50/1s", concurrency=args.concurrency
@@ -1257,7 +1300,7 @@ def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse
     if name.startswith("sandbox-relations"):
         from tests.bench.sandbox_load import run_sandbox_load
 
-        return run_sandbox_load(workdir, **size, concurrency=args.concurrency, name=name)
+        return run_sandbox_load(workdir, **size, concurrency=fixed, name=name)
     return run_scale(workdir, **size, concurrency=args.concurrency)
 
 

@@ -43,11 +43,15 @@ def test_every_scenario_runs_and_reports_numbers(
 ) -> None:
     """Every scenario runs end to end at a tiny size and reports sane numbers (not speeds)."""
     raw = tmp_path / "bench.json"
-    code = bench.main(["--records", "200", "--locations", "5", "--repeat", "1", "--json", str(raw)])
+    tiny = ["--records", "200", "--locations", "5", "--repeat", "1", "--time-scale", "0.05"]
+    tiny += ["--quick"]
+    code = bench.main([*tiny, "--json", str(raw)])
     assert code == 0
     table = capsys.readouterr().out
     headings = ("### 1. Overhead", "### 2. Pacing", "### 3. Scale", "### 4. Sandbox")
     headings += ("### 7. Relations, paced", "### 8. Relations at scale", "### 9. Report")
+    headings += ("### Contention", "### Kill and resume", "### Throttled token")
+    headings += ("### Honest limits", "### Many locations", "### CPU as users pay it")
     for heading in (*headings, "- machine:"):
         assert heading in table
     results = json.loads(raw.read_text())
@@ -70,6 +74,25 @@ def test_every_scenario_runs_and_reports_numbers(
     assert pacing["bound"] > 0
     assert pacing["ratio"] > 0
     assert pacing["throttled"] >= 0
+
+    contention = results["contention"]
+    assert contention["other"] >= 0
+    assert len(contention["windows_after"]) == 3
+    for resume in results["resume"]:
+        assert resume["interrupted"] > 0
+        assert resume["uninterrupted"] > 0
+    throttled = results["throttled"]
+    assert throttled["limit"] == 8
+    assert throttled["throttled"] > 0  # the first burst meets the real limit
+    for honest in results["windows"]:
+        assert honest["requests"] > 0
+        assert honest["throttled"] == 0  # no 429 when the limits are honest, whatever size
+    many = results["many"]
+    assert many["elapsed"] > 0
+    assert many["rate_bound"] > 0
+    cpu = results["cpu"]
+    assert cpu["engine_cpu"][0] > 0
+    assert cpu["floor_cpu"][0] > 0
 
     scale = results["scale"]
     (small, _, first), (full, locations, last) = scale["steps"]
