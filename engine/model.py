@@ -78,6 +78,7 @@ class Request:
     def with_headers(self, extra: Mapping[str, str]) -> Request:
         """A copy with ``extra`` merged into the headers."""
         # Not dataclasses.replace: it inspects the fields on every call, once per request.
+        # Every field is copied (a test holds it to the dataclass's fields).
         return Request(
             method=self.method,
             url=self.url,
@@ -85,6 +86,7 @@ class Request:
             params=self.params,
             headers={**self.headers, **extra},
             json=self.json,
+            content=self.content,
         )
 
     def __repr__(self) -> str:

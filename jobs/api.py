@@ -44,6 +44,7 @@ from engine import (
     run_identity,
     summarize,
 )
+from engine.concurrency import process_bound
 
 from .agency import AgencyCredential, AgencyTokens
 from .associations import AssociationsJob
@@ -320,7 +321,8 @@ async def _resolve(
 ) -> None:
     """List the sub-accounts the templates' rules mean, before the run reads its files."""
     owned = transport is None
-    used = transport or AiohttpTransport(timeout=config.timeout, limit=config.concurrency)
+    limit = config.concurrency or process_bound()
+    used = transport or AiohttpTransport(timeout=config.timeout, limit=limit)
     try:
         await directory.resolve(
             selectors,

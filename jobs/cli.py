@@ -7,8 +7,8 @@ library; everything it does is callable from Python (see ``jobs.api``).
 
 from __future__ import annotations
 
-import os
 import math
+import os
 import sys
 from typing import Any, Literal
 

@@ -200,6 +200,7 @@ def _latency(low: float, high: float) -> str:
 @dataclass(slots=True)
 class ContentionResult:
     records: int
+    locations: int
     limit: int
     interval: float
     other: int  # the other client's requests admitted
@@ -246,6 +247,7 @@ def run_contention(
     ]
     return ContentionResult(
         records=per * locations,
+        locations=locations,
         limit=limit,
         interval=interval,
         other=int(stats.get("contention_admitted", 0)),
@@ -265,6 +267,7 @@ def run_contention(
 class ResumeResult:
     variant: str
     records: int
+    locations: int
     uninterrupted: float  # wall s, one process
     killed_at: float  # wall s after the first start
     interrupted: float  # wall s, first start to the resumed run's exit
@@ -309,6 +312,7 @@ def _resume_variant(
     return ResumeResult(
         variant=variant,
         records=per * locations,
+        locations=locations,
         uninterrupted=whole.wall,
         killed_at=kill_at,
         interrupted=total,
@@ -673,13 +677,14 @@ def render(results: dict[str, Any], elapsed: dict[str, float], scale: float) -> 
     c: ContentionResult | None = results.get("contention")
     if c is not None:
         out += [
-            f"### Contention: 1 location x {c.records} creates at {c.limit} / {c.interval:g} s, "
-            f"another client for a while{note} ({elapsed['contention']:.0f} s)",
+            f"### Contention: {c.locations} location(s) x {c.records // c.locations} creates at "
+            f"{c.limit} / {c.interval:g} s, another client for a while{note} "
+            f"({elapsed['contention']:.0f} s)",
             "",
             "| measure | value | target |",
             "|---|---:|---|",
             f"| the other client's requests admitted | {c.other} | |",
-            f"| ours admitted in windows 1, 2, 3 after it stopped | "
+            f"| ours (the first location) admitted in windows 1, 2, 3 after it stopped | "
             f"{', '.join(map(str, c.windows_after))} (limit {c.limit}) | |",
             f"| **back to >= 90% of the limit in window** | **{c.recovered_in}** | "
             f"<= 3: {_verdict(c.recovered_in is not None and c.recovered_in <= 3)} |",
@@ -693,8 +698,8 @@ def render(results: dict[str, Any], elapsed: dict[str, float], scale: float) -> 
     if resumes:
         r0 = resumes[0]
         out += [
-            f"### Kill and resume at once: {r0.records} creates over 2 locations at 20 / 2 s"
-            f"{note} ({elapsed['resume']:.0f} s)",
+            f"### Kill and resume at once: {r0.records} creates over {r0.locations} locations at "
+            f"20 / {2 * scale:g} s{note} ({elapsed['resume']:.0f} s)",
             "",
             "| 429s carry | uninterrupted s | killed at s | killed + resumed s | ratio | "
             "429s | ceiling lowered | target |",

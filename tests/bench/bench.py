@@ -1284,7 +1284,7 @@ def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse
             workdir, **size, server_rate=args.server_rate or "50/1s", concurrency=args.concurrency
         )
     if name == "sandbox":
-        return run_sandbox(workdir, **size, concurrency=args.concurrency)
+        return run_sandbox(workdir, **size, concurrency=fixed)
     if name == "relations-pacing":
         from tests.bench.relations_bench import run_relations_pacing
 
