@@ -64,7 +64,7 @@ import structlog
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from .client import Client, Exchange
-from .concurrency import in_flight, next_target, process_bound
+from .concurrency import Sizer, in_flight, process_bound
 from .credentials import TokenLookup, TokenProvider
 from .errors import (
     ConfigError,
@@ -292,6 +292,7 @@ class Runner:
         self._bound = config.concurrency or process_bound()
         self._workers = 0
         self._target = 0
+        self._sizer = Sizer()
         self._resized = -math.inf
         self._spawn: Callable[[], object] = lambda: None
         self._locations: LocationStates | None = None
@@ -464,7 +465,13 @@ class Runner:
                 budgets.append((left, limit / interval))
             latency.look(clock)
             little = in_flight(budgets, latency.average, self._bound)
-            self._target = next_target(self._target, little, latency.queueing)
+            self._target = self._sizer.look(
+                clock,
+                little=little,
+                locations=len(budgets),
+                done=self._client.stats.requests,
+                latency=latency,
+            )
             while self._workers < self._target and feed.locations and not self._stopping:
                 self._workers += 1
                 self._spawn()

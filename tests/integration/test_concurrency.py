@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from engine import Request, Response, RunConfig
-from engine.concurrency import PROCESS_BOUND, Latency, in_flight, next_target, process_bound
+from engine.concurrency import PROCESS_BOUND, Latency, Sizer, in_flight, process_bound
 from jobs.api import run_job
 from tests.fakes import run_virtual
 
@@ -142,21 +142,46 @@ def test_cli_concurrency_defaults_to_following_the_work(tmp_path: Path) -> None:
     assert f"up to {PROCESS_BOUND}" in result.output
 
 
-def test_target_grows_toward_littles_number_by_half_at_most() -> None:
-    """Starting at Little's number, the target then grows by half per look, never past it."""
-    assert next_target(0, 300, 1.0) == 300
-    assert next_target(100, 512, 1.0) == 150
-    assert next_target(400, 512, 1.9) == 512
-    assert next_target(300, 120, 1.0) == 120  # less work: fewer at once
+def quiet() -> Latency:
+    """Answer times of 10 ms, nothing queueing."""
+    latency = Latency()
+    for _ in range(40):
+        latency.answered(0.01)
+    latency.look(0.0)
+    return latency
 
 
-def test_target_shrinks_when_answers_queue() -> None:
-    """The fastest answers more than twice as slow as the fastest recent ones shrink the
-    target in proportion, by half at most, never below 8."""
-    assert next_target(512, 512, 4.0) == 256
-    assert next_target(512, 512, 2.5) == 409
-    assert next_target(20, 512, 100.0) == 10
-    assert next_target(10, 512, 100.0) == 8
+def test_sizer_starts_at_one_per_location_within_littles_number() -> None:
+    """The first target is one record per location with records: at least 8, at most
+    Little's number."""
+    assert Sizer().look(0.0, little=512, locations=400, done=0, latency=quiet()) == 400
+    assert Sizer().look(0.0, little=512, locations=3, done=0, latency=quiet()) == 8
+    assert Sizer().look(0.0, little=100, locations=400, done=0, latency=quiet()) == 100
+
+
+def test_sizer_keeps_a_doubling_only_when_it_pays() -> None:
+    """Toward Little's number the target doubles; it stays doubled when the answers per
+    second grew by a fifth, and goes back (and waits before trying again) when not."""
+    latency, sizer = quiet(), Sizer()
+    assert sizer.look(0.0, little=512, locations=50, done=0, latency=latency) == 50
+    assert sizer.look(0.1, little=512, locations=50, done=500, latency=latency) == 100
+    assert sizer.look(0.2, little=512, locations=50, done=1_500, latency=latency) == 100
+    assert sizer.look(0.3, little=512, locations=50, done=2_500, latency=latency) == 200
+    # 10,000/s again: the server is the bottleneck, 200 is no better than 100
+    assert sizer.look(0.4, little=512, locations=50, done=3_500, latency=latency) == 100
+    assert sizer.look(0.5, little=512, locations=50, done=4_500, latency=latency) == 100
+    assert sizer.look(3.5, little=512, locations=50, done=34_500, latency=latency) == 200
+
+
+def test_sizer_follows_less_work_down_and_shrinks_when_answers_queue() -> None:
+    """Less work lowers the target at once; answers that queue shrink it (by half at most)."""
+    latency, sizer = quiet(), Sizer()
+    sizer.look(0.0, little=512, locations=400, done=0, latency=latency)
+    assert sizer.look(0.1, little=120, locations=40, done=100, latency=latency) == 120
+    for _ in range(8):
+        latency.answered(0.05)  # even the fastest now waits 40 ms more: five times slower
+    latency.look(0.2)
+    assert sizer.look(0.2, little=120, locations=40, done=200, latency=latency) == 60
 
 
 def test_queueing_compares_a_looks_fastest_answer_with_the_fastest_recent_one() -> None:
