@@ -342,7 +342,9 @@ class Client:
             limit = gate.limit
             # Inside the slot: the limiter matches the answer to the request it answers.
             gate.observe(self._read_rate(response), throttled=throttled, slot=slot)
-        if throttled and gate.limit < limit:
+        # Lowered by this 429, below what the server advertises (a 429 whose headers only
+        # tell the real limit for the first time, after --rate's guess, is no news).
+        if throttled and gate.limit < min(limit, gate.advertised):
             self._log.warning(
                 "throttled (429) below the expected rate: pacing this location slower",
                 limit=gate.limit,

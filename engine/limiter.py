@@ -228,6 +228,11 @@ class LocationLimiter:
         return ceiling
 
     @property
+    def advertised(self) -> int:
+        """The limit the server advertises (or the starting guess, before it says)."""
+        return self._advertised
+
+    @property
     def interval(self) -> float:
         """Window length in seconds, as last advertised (or the starting guess)."""
         return self._interval

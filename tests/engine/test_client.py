@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 import anyio
 import pytest
 import stamina
+from structlog.testing import capture_logs
 
 from engine import (
     Client,
@@ -450,3 +451,18 @@ async def test_429_waits_retry_after_or_one_interval(
     assert exchange.response.status == 201
     assert exchange.attempts == 2
     assert sent_at[1] - sent_at[0] >= waited, hint
+
+
+async def test_a_429_that_first_tells_the_real_limit_is_not_a_warning(clock: FakeClock) -> None:
+    """A 429 whose headers show the server's limit for the first time (below --rate's guess)
+    lowers no ceiling, so it warns of none."""
+    transport = FakeTransport([answer(429), answer(201)])
+
+    def read_rate(response: Response) -> RateHint:
+        return RateHint(limit=20, remaining=0 if response.status == 429 else 19)
+
+    client = make_client(transport, clock, read_rate=read_rate)
+    with capture_logs() as logs:
+        await client.call(request("loc1"))
+    assert client.gates["loc1"].limit == 20  # learned, not lowered
+    assert [e for e in logs if e["log_level"] == "warning"] == []
