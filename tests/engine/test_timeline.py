@@ -217,7 +217,7 @@ class ListRecorder:
 
 async def test_the_client_tells_the_recorder_of_every_attempt() -> None:
     """A 429 then a 201: two attempts, the second a retry, each with its status and the
-    limit as known after it (a 429 lowers it)."""
+    limit as known after it (a lone 429 without rate headers is waited out: it stays)."""
     clock = FakeClock()
     recorder = ListRecorder()
     transport = FakeTransport([Response(status=429), Response(status=201)])
@@ -232,7 +232,7 @@ async def test_the_client_tells_the_recorder_of_every_attempt() -> None:
     request = Request(method="POST", url="https://api.example/x", location_id="loc1")
     exchange = await client.call(request)
     assert exchange.response.status == 201
-    assert recorder.seen == [("loc1", 429, False, True, 50), ("loc1", 201, True, True, 50)]
+    assert recorder.seen == [("loc1", 429, False, True, 100), ("loc1", 201, True, True, 100)]
 
 
 def test_merged_timelines_keep_every_runs_lines_and_read_as_all_of_them(
