@@ -403,8 +403,17 @@ class LocationLimiter:
                 self._ceiling = self._confirmed = max(1, count)
                 log.debug("pacing: ceiling settled", location=self._name, new=self._ceiling)
             return
-        if self._probe_seq is not None and not self._counted:
-            self._confirm(now)  # nothing to count with: no 429 is the confirmation
+        if self._probe_seq is not None:
+            if not self._counted:
+                self._confirm(now)  # nothing to count with: no 429 is the confirmation
+            else:
+                # Answered without a count (a proxy's 5xx page, a dropped connection) or
+                # with one that cannot tell: the probe proved nothing. Back to the level
+                # that works, and probe again after the same quiet period.
+                self._probe_seq = None
+                self._ceiling = max(self._confirmed, 1)
+                self._probe_at = now + self._quiet * self._interval
+                log.debug("pacing: probe undecided", location=self._name, ceiling=self._ceiling)
 
     def _confirm(self, now: float) -> None:
         """The probed level works."""
@@ -494,7 +503,7 @@ class LocationLimiter:
         limit = self.limit
         if used < limit or (used == limit and self._may_probe(now)):
             return now
-        if self._probe_seq is not None:
+        if self._probe_seq is not None and self._in_flight:
             return None  # the probe's answer says whether the ceiling rises: wait for it
         must_leave = used - limit + 1  # window entries that must expire first
         free: float | None = None

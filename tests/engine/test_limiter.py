@@ -641,3 +641,24 @@ def test_limiter_rejects_bad_settings(limit: int, interval: float) -> None:
     """A limiter needs a limit of at least 1 and a positive, finite interval."""
     with pytest.raises(ValueError, match="rate"):
         LocationLimiter(limit, interval)
+
+
+async def test_a_probe_answered_without_a_count_does_not_stall_the_location() -> None:
+    """A probe whose answer carries no rate headers (a proxy's 5xx page, a reset) is given
+    up, never waited on: the location goes on at the level that works."""
+    clock = FakeClock()
+    limiter = make(clock, 10, 1)
+    await throttled_to_four(limiter)
+    starts: list[float] = []
+
+    async def blank() -> None:
+        async with limiter.slot():
+            starts.append(clock.now)
+            limiter.observe(RateHint())  # answered, but not a word about the budget
+
+    with anyio.fail_after(10):  # real seconds: a stalled location never ends
+        async with anyio.create_task_group() as tg:
+            for _ in range(30):
+                tg.start_soon(blank)
+    assert len(starts) == 30
+    assert max(per_window(starts, 1.0)) <= 5  # the confirmed level, and at most one probe
