@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
-import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -48,12 +45,10 @@ from engine import (
     FAILED,
     INVALID,
     ConfigError,
-    JobFileError,
     Outcome,
     Planned,
     RateHint,
     Record,
-    RecordError,
     RequestError,
     Response,
     RunResult,
@@ -62,143 +57,62 @@ from engine import (
     Write,
 )
 
-from .directory import Directory, parse_selector
-from .fields import check_id, check_kind, text
-from .fields import location_id as check_location_id
+from .association_rows import (
+    ABSENT,
+    COLUMNS,
+    CONFLICT,
+    CREATE,
+    CREATED,
+    DELETE,
+    DELETED,
+    EXISTS,
+    PREVIOUS_FIRST,
+    PREVIOUS_SECOND,
+    RESTORE,
+    RESTORED,
+    UPDATE,
+    UPDATED,
+    AssociationRows,
+)
+from .association_state import KEPT, LocationState, pair_taken
+from .association_state import pair as label_pair
+from .directory import Directory
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
 from .routes import Api, Routes, association_from
 from .shared import definitions, failure, location_error, require_ok
 
-__all__ = ["COLUMNS", "AssociationsJob", "LocationState"]
+__all__ = [  # the vocabulary of the kind's rows (jobs.association_rows) re-exported with it
+    "ABSENT",
+    "COLUMNS",
+    "CONFLICT",
+    "CREATE",
+    "CREATED",
+    "DELETE",
+    "DELETED",
+    "EXISTS",
+    "PREVIOUS_FIRST",
+    "PREVIOUS_SECOND",
+    "RESTORE",
+    "RESTORED",
+    "UPDATE",
+    "UPDATED",
+    "AssociationsJob",
+    "LocationState",
+]
 
-CREATED, EXISTS, CONFLICT, DELETED, ABSENT = "created", "exists", "conflict", "deleted", "absent"
-UPDATED, RESTORED = "updated", "restored"
-#: the outcomes of a plan's pending changes (each write's ``Write.plan``)
-CREATE, UPDATE, DELETE = "create", "update", "delete"
-#: the action rollback gives a record that puts an updated definition's labels back
-RESTORE = "restore"
-PREVIOUS_FIRST, PREVIOUS_SECOND = "previous_first_label", "previous_second_label"
-
-COLUMNS = (
-    "source",
-    "location_id",
-    "location_name",
-    "action",
-    "key",
-    "outcome",
-    "association_id",
-    "previous_first_label",
-    "previous_second_label",
-    "http_status",
-    "attempts",
-    "error",
-)
-
-_FIELDS = (
-    "location_id",
-    "location_name",
-    "action",
-    "key",
-    "first_object_key",
-    "second_object_key",
-    "first_object_label",
-    "second_object_label",
-    "description",
-    "association_id",
-)
-_ALIASES = {
-    **{name: name for name in _FIELDS},
-    **{re.sub(r"_(\w)", lambda m: m.group(1).upper(), name): name for name in _FIELDS},
-    "associationId": "association_id",
-    "id": "association_id",
-    "kind": "kind",
-}
-_OBJECT_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")
 _LOOK_STATUSES = frozenset({400, 409, 422})
 
 
-#: (object key, label, object key, label), the two sides sorted: the service refuses a second
-#: definition with the same pair in either order ("duplicate pair of labels")
-Pair = tuple[str, str, str, str]
+class AssociationsJob(AssociationRows):
+    """The ``associations`` job kind for one API route set and base URL (its rows are read
+    by :class:`~jobs.association_rows.AssociationRows`)."""
 
-
-def _pair(first: str, first_label: str, second: str, second_label: str) -> Pair:
-    a, b = (first, first_label), (second, second_label)
-    return (*a, *b) if a <= b else (*b, *a)
-
-
-@dataclass(slots=True)
-class LocationState:
-    """What one location held when the job first looked, kept current as the job writes."""
-
-    objects: dict[str, str] = field(default_factory=dict)  # object key -> singular label
-    by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
-    by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: label pair -> the key of the definition that has it, or of a create of it in flight
-    by_pair: dict[Pair, str] = field(default_factory=dict)
-
-    def remember(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        """Keep what the job consults later about a definition (read, created or updated)."""
-        kept = _known(item)
-        if (before := self.by_key.get(kept["key"])) is not None:
-            self._unpair(before)
-        self.by_key[kept["key"]] = kept
-        if "id" in kept:
-            self.by_id[str(kept["id"])] = kept
-        if (pair := _pair_of(kept)) is not None:
-            self.by_pair[pair] = kept["key"]
-        return kept
-
-    def forget(self, item: Mapping[str, Any]) -> None:
-        """The definition is gone."""
-        self.by_key.pop(str(item.get("key")), None)
-        self.by_id.pop(str(item.get("id")), None)
-        self._unpair(item)
-
-    def claim(self, pair: Pair | None, key: str) -> None:
-        """A create of ``key`` with ``pair`` is about to be sent: later rows see it taken."""
-        if pair is not None:
-            self.by_pair.setdefault(pair, key)
-
-    def release(self, pair: Pair | None, key: str) -> None:
-        """The create was answered: the pair stays taken only once the definition is known."""
-        if pair is None or self.by_pair.get(pair) != key:
-            return
-        if _pair_of(self.by_key.get(key, {})) != pair:
-            del self.by_pair[pair]
-
-    def _unpair(self, item: Mapping[str, Any]) -> None:
-        pair = _pair_of(item)
-        if pair is not None and self.by_pair.get(pair) == item.get("key"):
-            del self.by_pair[pair]
-
-
-_REQUIRED = {
-    "key": "a name for the definition, such as property_owner",
-    "first_object_key": "contact, opportunity, business or custom_objects.<name>",
-    "second_object_key": "contact, opportunity, business or custom_objects.<name>",
-}
-
-
-def _object_key_problem(value: str) -> str:
-    """What is wrong with an object key, and the key it was probably meant to be."""
-    guess = re.sub(r"[\s-]+", "_", value.strip().lower())
-    hint = f": write {guess}" if _OBJECT_KEY.match(guess) else ""
-    return f"must be an object key such as contact or custom_objects.property, not {value!r}{hint}"
-
-
-class AssociationsJob:
-    """The ``associations`` job kind for one API route set and base URL."""
-
-    name: str = "associations"
-    columns: tuple[str, ...] = COLUMNS
     ok_statuses: frozenset[str] = frozenset({CREATED, EXISTS, UPDATED, RESTORED, DELETED, ABSENT})
     final_statuses: frozenset[str] = frozenset(
         {CREATED, EXISTS, UPDATED, RESTORED, CONFLICT, DELETED, ABSENT, INVALID}
     )
     #: the outcomes a plan gives the changes a run would make
     plan_statuses: frozenset[str] = frozenset({CREATE, UPDATE, DELETE})
-    same_record: str = "same location, action and key"
     #: a create or delete is one request; the location's reads are shared by its records
     requests_per_record: float = 1.0
 
@@ -211,6 +125,7 @@ class AssociationsJob:
         track_drift: bool = False,
         directory: Directory | None = None,
     ):
+        super().__init__(directory=directory)
         self.api = Api(api)
         self.base_url = check_base_url(base_url)
         self.routes = Routes(api=self.api, base_url=self.base_url)
@@ -226,134 +141,11 @@ class AssociationsJob:
         self.update_labels = update_labels
         #: with ``track_drift``: location -> {key: id} of its USER_DEFINED definitions, as read
         self.drift: dict[str, dict[str, str]] | None = {} if track_drift else None
-        #: what templates' location rules ("all", ...) resolved to (agency mode)
-        self.directory = directory
-        #: location names seen in the job (templates, a location_name column), by id
-        self.location_names: dict[str, str] = {}
 
     # -- reading job files ----------------------------------------------------------------
 
     def identity(self) -> Mapping[str, str]:
         return {"api": self.api.value, "base_url": self.base_url}
-
-    def canonical_field(self, name: str) -> str | None:
-        return _ALIASES.get(name) or _ALIASES.get(name.lower())
-
-    def expand(self, document: Mapping[str, Any], path: str) -> Iterator[Mapping[str, Any]]:
-        """Fan an onboarding template ``{"locations": [...], "associations": [...]}`` out.
-
-        ``locations`` may also be a rule (``"all"``, ``"installed"``, a filter: see
-        :mod:`jobs.directory`), resolved with the agency token before the run."""
-        unknown = set(document) - {"locations", "associations"}
-        if unknown or not document:
-            raise JobFileError(
-                path,
-                'expected a list of records, or a template {"locations": [...], '
-                '"associations": [...]}' + (f"; unknown keys {sorted(unknown)}" if unknown else ""),
-            )
-        locations = self._template_locations(document.get("locations"), path)
-        wanted = {
-            "locations": 'location ids (or {"id": ...} objects), or "all"',
-            "associations": "definitions",
-        }
-        kinds = {str: "text", dict: "an object", bool: "true or false", type(None): "null"}
-        for name, items in wanted.items():
-            value = locations if name == "locations" else document.get(name)
-            if name not in document:
-                raise JobFileError(path, f"{name!r} must be a list of {items}; it is missing")
-            if not isinstance(value, list):
-                kind = kinds.get(type(value), "a number")
-                raise JobFileError(path, f"{name!r} must be a list of {items}, not {kind}")
-            if not value:
-                raise JobFileError(path, f"no records ({name!r} is an empty list): nothing to do")
-        for location in locations:
-            location_id: Any = location
-            label: Any = None
-            if isinstance(location, dict):
-                location_id, label = location.get("id"), location.get("name")
-            for definition in document["associations"]:
-                if not isinstance(definition, dict):
-                    yield {"location_id": location_id, "__bad__": definition}
-                    continue
-                row = {**definition, "locationId": location_id}
-                if label:
-                    row["locationName"] = label
-                yield row
-
-    def _template_locations(self, value: Any, path: str) -> Any:
-        """The template's locations: its list, or what its rule resolved to."""
-        selector = parse_selector(value, path) if value is not None else None
-        if selector is None:
-            return value
-        found = self.directory.get(selector) if self.directory is not None else None
-        if found is None:
-            raise JobFileError(
-                path,
-                f'"locations": {selector} needs an agency token to list the sub-accounts: '
-                "GHL_AGENCY_TOKEN or --agency-token-file, and --company-id",
-                field="locations",
-            )
-        if not found:
-            raise JobFileError(
-                path,
-                f'no records ("locations": {selector} matched no sub-account): nothing to do',
-                field="locations",
-            )
-        return [{"id": a.id, "name": a.name} for a in found]
-
-    def parse(self, source: str, values: Mapping[str, Any]) -> Record:
-        if "__bad__" in values:
-            raise RecordError("each template association must be an object")
-        check_kind(values, self.name)
-        fields = {name: text(values, name) for name in _FIELDS}
-        location_id = check_location_id(fields["location_id"])
-        action = fields["action"].lower() or "create"
-        fields["action"] = action
-        if action == "create":
-            for name in ("key", "first_object_key", "second_object_key"):
-                if not fields[name]:
-                    raise RecordError(f"is required for create: {_REQUIRED[name]}", field=name)
-            for name in ("first_object_key", "second_object_key"):
-                if not _OBJECT_KEY.match(fields[name]):
-                    raise RecordError(_object_key_problem(fields[name]), field=name)
-        elif action == "delete":
-            if not fields["key"] and not fields["association_id"]:
-                raise RecordError("delete needs key or association_id", field="key")
-        else:
-            raise RecordError(f"must be create or delete, not {action!r}", field="action")
-        for name in ("key", "association_id"):
-            check_id(fields[name], name)
-        if fields["location_name"]:
-            self.location_names[location_id] = fields["location_name"]
-        # Interned: locations, object keys, labels and keys repeat over thousands of rows
-        # (a template fans each definition out to every location); one copy each is kept.
-        return Record(
-            source=source,
-            location_id=sys.intern(location_id),
-            ident=self.row_ident(fields),
-            fields={k: sys.intern(v) for k, v in fields.items() if v and k != "location_id"},
-        )
-
-    def invalid_record(self, source: str, values: Mapping[str, Any]) -> Record:
-        shown = {k: str(v) for k, v in values.items() if isinstance(v, str | int) and k in _FIELDS}
-        return Record(
-            source=source,
-            location_id=shown.pop("location_id", ""),
-            ident="",
-            fields=shown,
-        )
-
-    @staticmethod
-    def row_ident(row: Mapping[str, str]) -> str:
-        action = (row.get("action") or "create").lower()
-        key = row.get("key") or f"id:{row.get('association_id', '')}"
-        return f"{row.get('location_id', '')}\x1f{action}\x1f{key}"
-
-    def report_fields(self, record: Record) -> Mapping[str, str]:
-        own = {"action": record.get("action") or "create", "key": record.get("key")}
-        if name := record.get("location_name"):  # else a resumed row keeps the one it had
-            own["location_name"] = name
-        return own
 
     @staticmethod
     def labels_differ(result: RunResult) -> int:
@@ -435,13 +227,13 @@ class AssociationsJob:
         sent = self.routes.official or bool(
             record.get("first_object_label") and record.get("second_object_label")
         )
-        pair = _pair(first, first_label, second, second_label) if sent else None
+        pair = label_pair(first, first_label, second, second_label) if sent else None
         holder = state.by_pair.get(pair) if pair is not None else None
         if holder is not None and holder != key:
             return Outcome(
                 record=record,
                 status=FAILED,
-                error=_pair_taken(record, state, first_label, second_label, holder),
+                error=pair_taken(record, state, first_label, second_label, holder),
             )
         body = {"locationId": record.location_id, "key": key}
         if self.routes.official:
@@ -655,7 +447,7 @@ class AssociationsJob:
                 f"both labels would be {labels[0]!r} (the service refuses that): give "
                 "first_object_label and second_object_label"
             )
-        pair = _pair(first, labels[0], second, labels[1])
+        pair = label_pair(first, labels[0], second, labels[1])
         holder = state.by_pair.get(pair)
         if not refused and holder is not None and holder != key:
             refused = (
@@ -666,7 +458,7 @@ class AssociationsJob:
             return Outcome(record=record, status=FAILED, fields=fields, error=refused)
         association_id = str(found.get("id", ""))
         updated = {
-            **{name: found[name] for name in _KEPT if name in found},
+            **{name: found[name] for name in KEPT if name in found},
             "firstObjectLabel": labels[0],
             "secondObjectLabel": labels[1],
         }
@@ -786,67 +578,3 @@ class AssociationsJob:
             fields=fields,
             error=error_text(response),
         )
-
-
-_KEPT = ("id", "key", "firstObjectKey", "secondObjectKey")
-
-
-def _pair_of(item: Mapping[str, Any]) -> Pair | None:
-    """A kept definition's label pair, when its labels are known."""
-    labels = item.get("labels")
-    if labels is None:
-        return None
-    return _pair(item["firstObjectKey"], labels[0], item["secondObjectKey"], labels[1])
-
-
-def _known(item: Mapping[str, Any]) -> dict[str, Any]:
-    """What the job consults later about a definition, and nothing more: one is kept per
-    definition (read or created) for the whole run.
-
-    That is its id, key and object keys; ``associationType`` only when SYSTEM_DEFINED (the
-    only type a delete or an update refuses); and its labels, as one (first, second) tuple,
-    for the duplicate-pair check and label updates. At most five entries, so each dict
-    keeps CPython's smallest table.
-    """
-    kept = {name: item[name] for name in _KEPT if name in item}
-    for name in ("key", "firstObjectKey", "secondObjectKey"):
-        if isinstance(kept.get(name), str):
-            kept[name] = sys.intern(kept[name])  # the same few strings, thousands of times
-    if item.get("associationType") == "SYSTEM_DEFINED":
-        kept["associationType"] = "SYSTEM_DEFINED"
-    first, second = kept.get("firstObjectKey"), kept.get("secondObjectKey")
-    first_label, second_label = item.get("firstObjectLabel"), item.get("secondObjectLabel")
-    if (
-        isinstance(first, str)
-        and isinstance(second, str)
-        and isinstance(first_label, str)
-        and isinstance(second_label, str)
-    ):
-        kept["labels"] = (sys.intern(first_label), sys.intern(second_label))
-    return kept
-
-
-def _pair_taken(
-    record: Record, state: LocationState, first_label: str, second_label: str, holder: str
-) -> str:
-    """Why a create's label pair cannot be sent: which labels, from where, used by which key."""
-    first, second = record.get("first_object_key"), record.get("second_object_key")
-    derived = [
-        f"{name} derived from {obj}'s singular label"
-        for name, obj in (("first_object_label", first), ("second_object_label", second))
-        if not record.get(name)
-    ]
-    if len(derived) == 2:
-        origin = " (derived from the objects' singular labels)"
-    elif derived:
-        origin = f" ({derived[0]})"
-    else:
-        origin = ""
-    user = f"already used by {holder}"
-    if holder not in state.by_key:
-        user += ", which this job is creating"
-    fix = "set first_object_label and second_object_label" if derived else "choose other labels"
-    return (
-        f"labels {first_label!r} ↔ {second_label!r}{origin} for {first} ↔ {second} are {user} "
-        f"(the service refuses a duplicate pair of labels): {fix}"
-    )
