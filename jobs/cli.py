@@ -10,15 +10,16 @@ from __future__ import annotations
 import math
 import os
 import sys
-from typing import Any, Literal
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal, TypeVar
 
 import click
 
 from engine import (
-    ConfigError,
     MergeResult,
-    Observer,
     Outcome,
+    Record,
     RunResult,
     Shard,
     StorageError,
@@ -32,159 +33,50 @@ from engine.cli import (
     execute,
     html_option,
     junit_option,
-    log_options,
-    rate_options,
     report_options,
-    retry_options,
     run_config,
-    shard_option,
     start_run,
     write_run_page,
 )
 from engine.console import render_overview
 
-from .agency import AgencyCredential, load_agency
 from .api import plan_job, report_overview, report_page, rollback_job, run_job, validate_job
 from .associations import AssociationsJob
+from .commands.options import (
+    api_options,
+    job_files_argument,
+    observed,
+    pop_agency,
+    rollback_api_options,
+    run_options,
+    tokens_options,
+    update_labels_option,
+    usage_errors,
+)
 from .console import render_plan, render_validation
-from .highlevel import DEFAULT_BASE_URL
 from .kinds import RELATIONS
-from .plan import PlanResult
 from .rollback import RollbackPlan, plan_rollback
 from .routes import Api
 
 __all__ = ["COMMANDS"]
 
-
-def _api_option(f: Any) -> Any:
-    f = click.option(
-        "--base-url",
-        envvar="GHL_BASE_URL",
-        default=DEFAULT_BASE_URL,
-        show_default=True,
-        help="API root (env GHL_BASE_URL). Plain http is refused except to loopback.",
-    )(f)
-    return click.option(
-        "--api",
-        type=click.Choice([a.value for a in Api]),
-        default=Api.ASSOCIATIONS.value,
-        show_default=True,
-        help="Route set: 'associations' (official /associations/ routes) or "
-        "'objects-association' (the integration guide's routes).",
-    )(f)
-
-
-def _rollback_api_option(f: Any) -> Any:
-    f = click.option(
-        "--base-url",
-        envvar="GHL_BASE_URL",
-        help="API root (env GHL_BASE_URL). Default: the one the run used, as its journal "
-        f"records it; without a journal, {DEFAULT_BASE_URL}.",
-    )(f)
-    return click.option(
-        "--api",
-        type=click.Choice([a.value for a in Api]),
-        help="Route set. Default: the one the run used, as its journal records it; without "
-        "a journal, 'associations'.",
-    )(f)
-
-
-def _given(ctx: click.Context, name: str) -> bool:
-    """Whether option ``name`` was set on the command line or in the environment."""
-    return ctx.get_parameter_source(name) in {
-        click.core.ParameterSource.COMMANDLINE,
-        click.core.ParameterSource.ENVIRONMENT,
-    }
-
-
-def _unsettled_warning(plan: RollbackPlan) -> str:
-    shown = ", ".join(str(u) for u in plan.unsettled[:5])
-    more = f" and {len(plan.unsettled) - 5} more" if len(plan.unsettled) > 5 else ""
-    reports = ", ".join(sorted({u.report for u in plan.unsettled}))
-    return (
-        f"warning: {len(plan.unsettled)} create(s) noted in the journal of {reports} have no "
-        f"final row ({shown}{more}): each may or may not exist, and rollback cannot delete "
-        "them without an id. If that run's job files are unchanged, resume it (run ... "
-        "--report REPORT --resume) and roll back again; otherwise check them by hand"
-    )
-
-
-def _tokens_option(f: Any) -> Any:
-    f = click.option(
-        "--app-id",
-        envvar="GHL_APP_ID",
-        help='Your Marketplace app\'s id (env GHL_APP_ID): templates with "locations": '
-        '"installed" list where it is installed.',
-    )(f)
-    f = click.option(
-        "--company-id",
-        envvar="GHL_COMPANY_ID",
-        help="The agency's company id (env GHL_COMPANY_ID), with an agency token.",
-    )(f)
-    f = click.option(
-        "--agency-token-file",
-        type=click.Path(dir_okay=False),
-        help="A file holding an agency (Company) token of your app, else env "
-        "GHL_AGENCY_TOKEN (never on the command line): each location without a token of its "
-        'own gets one minted, and templates may say "locations": "all".',
-    )(f)
-    return click.option(
-        "--tokens",
-        type=click.Path(dir_okay=False),
-        help='Tokens per location: CSV location_id,token or JSON {"locId": "token"}. '
-        "Else env GHL_TOKEN_<LOCATION_ID>, else env GHL_TOKEN (ignored with an agency token).",
-    )(f)
-
-
-def _update_labels_option(f: Any) -> Any:
-    return click.option(
-        "--update-labels",
-        is_flag=True,
-        help="When a definition's key and objects match a row but its labels differ, give it "
-        "the row's labels (PUT; official routes only). Without it such a row stays 'exists' "
-        "and the summary counts it. Rollback puts the previous labels back.",
-    )(f)
-
-
-def _labels_note(result: RunResult) -> list[str]:
-    differ = AssociationsJob.labels_differ(result)
-    if not differ:
-        return []
-    return [
-        f"{differ} definition(s) exist with other labels than the job gives; they were left "
-        "as they are (the report's error column says which): --update-labels changes them"
-    ]
-
-
-def _agency(options: dict[str, Any]) -> AgencyCredential | None:
-    """The agency credential from the options (popped) and the environment."""
-    try:
-        return load_agency(
-            options.pop("agency_token_file"),
-            company_id=options.pop("company_id"),
-            app_id=options.pop("app_id"),
-        )
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.command("run")
-@click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@_tokens_option
+@job_files_argument
+@tokens_options
 @click.option(
     "--sandbox",
     is_flag=True,
     help="Run against an embedded fake HighLevel API on 127.0.0.1 (tokens issued for "
     "the job's locations); no account needed.",
 )
-@_api_option
-@_update_labels_option
+@api_options
+@update_labels_option
 @report_options
 @junit_option
-@shard_option
-@rate_options
-@retry_options
-@log_options
+@run_options
 def run_command(
     job_files: tuple[str, ...],
     tokens: str | None,
@@ -206,59 +98,47 @@ def run_command(
     ghl-migrate run jobs.csv --tokens tokens.csv --shard 0/4 --report shard-0.csv
     GHL_AGENCY_TOKEN=... ghl-migrate run samples/onboarding-all.json --company-id ID
     """
-    agency = None if sandbox else _agency(options)
+    agency = None if sandbox else pop_agency(options)
     config = run_config(job_files, options)
-
-    async def start(observer: Observer | None) -> RunResult:
-        return await run_job(
-            config,
-            api=Api(api),
-            base_url=base_url,
-            tokens_file=tokens,
-            agency=agency,
-            sandbox=_sandbox_config() if sandbox else None,
-            update_labels=update_labels,
-            observer=observer,
-        )
-
+    job = partial(
+        run_job,
+        config,
+        api=Api(api),
+        base_url=base_url,
+        tokens_file=tokens,
+        agency=agency,
+        sandbox=_sandbox_config() if sandbox else None,
+        update_labels=update_labels,
+    )
     execute(
-        start,
+        observed(job),
         ok_statuses=AssociationsJob.ok_statuses,
         options=options,
         notes=None if update_labels else _labels_note,
     )
 
 
-@click.command("validate")
-@click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def validate_command(job_files: tuple[str, ...]) -> None:
-    """Check JOB_FILES offline (no network, no token): every problem, then the records
-    per location and action.
+def _sandbox_config() -> Any:
+    from .sandbox import SandboxConfig  # imported only for --sandbox runs
 
-    Each problem names the file, line (or JSON item) and field, and what to write instead.
-    Exit code 0 when every record is valid, 1 when some are not, 2 when a file cannot be
-    read at all.
+    return SandboxConfig()
 
-    \b
-    ghl-migrate validate samples/associations.csv
-    """
 
-    def problem(outcome: Outcome) -> None:
-        click.echo(f"{outcome.record.source}: {outcome.error}")
-
-    try:
-        summary = validate_job(job_files, problem=problem)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-    render_validation(summary)
-    sys.exit(1 if summary.invalid else 0)
+def _labels_note(result: RunResult) -> list[str]:
+    differ = AssociationsJob.labels_differ(result)
+    if not differ:
+        return []
+    return [
+        f"{differ} definition(s) exist with other labels than the job gives; they were left "
+        "as they are (the report's error column says which): --update-labels changes them"
+    ]
 
 
 @click.command("plan")
-@click.argument("job_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@_tokens_option
-@_api_option
-@_update_labels_option
+@job_files_argument
+@tokens_options
+@api_options
+@update_labels_option
 @click.option(
     "--report",
     type=click.Path(dir_okay=False),
@@ -273,10 +153,7 @@ def validate_command(job_files: tuple[str, ...]) -> None:
     help="Exit 0 when there is nothing to do, 2 when changes are pending, 1 on errors "
     "(as terraform plan -detailed-exitcode), for CI gates.",
 )
-@shard_option
-@rate_options
-@retry_options
-@log_options
+@run_options
 def plan_command(
     job_files: tuple[str, ...],
     tokens: str | None,
@@ -298,26 +175,46 @@ def plan_command(
     ghl-migrate plan jobs.csv --tokens tokens.csv --report plan.csv --detailed-exitcode
     ghl-migrate plan jobs.csv --tokens tokens.csv --shard 0/4 --report plan-0.csv
     """
-    agency = _agency(options)
+    agency = pop_agency(options)
     config = run_config(job_files, {**options, "resume": False})
-
-    async def start(observer: Observer | None) -> PlanResult:
-        return await plan_job(
-            config,
-            api=Api(api),
-            base_url=base_url,
-            tokens_file=tokens,
-            agency=agency,
-            update_labels=update_labels,
-            observer=observer,
-        )
-
+    job = partial(
+        plan_job,
+        config,
+        api=Api(api),
+        base_url=base_url,
+        tokens_file=tokens,
+        agency=agency,
+        update_labels=update_labels,
+    )
     ok = AssociationsJob.ok_statuses | AssociationsJob.plan_statuses
-    with start_run(start, ok_statuses=ok, options=options) as plan:
+    with start_run(observed(job), ok_statuses=ok, options=options) as plan:
         render_plan(plan)
         code = plan.exit_code(detailed=detailed_exitcode)
     write_run_page(config.report, options, ok_statuses=ok)
     sys.exit(code)
+
+
+@click.command("validate")
+@job_files_argument
+def validate_command(job_files: tuple[str, ...]) -> None:
+    """Check JOB_FILES offline (no network, no token): every problem, then the records
+    per location and action.
+
+    Each problem names the file, line (or JSON item) and field, and what to write instead.
+    Exit code 0 when every record is valid, 1 when some are not, 2 when a file cannot be
+    read at all.
+
+    \b
+    ghl-migrate validate samples/associations.csv
+    """
+
+    def problem(outcome: Outcome) -> None:
+        click.echo(f"{outcome.record.source}: {outcome.error}")
+
+    with usage_errors():
+        summary = validate_job(job_files, problem=problem)
+    render_validation(summary)
+    sys.exit(1 if summary.invalid else 0)
 
 
 def _latency(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float]:
@@ -333,33 +230,27 @@ def _latency(ctx: click.Context, param: click.Parameter, value: str | None) -> t
     return (lo, hi)
 
 
-def _rate_limit(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, float]:
-    if value in {"0", "off", "none"}:
-        return (0, 10.0)
+def _rate(value: str) -> tuple[int, float]:
+    """REQUESTS/INTERVAL, or a usage error saying what is expected."""
     try:
         return parse_rate(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _rate_limit(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, float]:
+    return (0, 10.0) if value in {"0", "off", "none"} else _rate(value)
 
 
 def _contention(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> tuple[int, float] | None:
-    if not value:
-        return None
-    try:
-        return parse_rate(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    return _rate(value) if value else None
 
 
-def _sandbox_config() -> Any:
-    from .sandbox import SandboxConfig  # imported only for --sandbox runs
-
-    return SandboxConfig()
-
-
-_probability = click.FloatRange(0.0, 1.0)
+def _chance(name: str, what: str) -> Callable[[F], F]:
+    """An option giving the probability (0 to 1, default 0) of a fault."""
+    return click.option(name, type=click.FloatRange(0.0, 1.0), default=0.0, help=what)
 
 
 @click.command("sandbox")
@@ -396,30 +287,12 @@ _probability = click.FloatRange(0.0, 1.0)
     is_flag=True,
     help="Send Retry-After on 429 (the real service does not document it).",
 )
-@click.option(
-    "--fail-rate",
-    type=_probability,
-    default=0.0,
-    help="Probability of a 500/502/503/504 before doing anything.",
+@_chance("--fail-rate", "Probability of a 500/502/503/504 before doing anything.")
+@_chance("--reset-rate", "Probability of dropping the connection before doing anything.")
+@_chance(
+    "--lost-response-rate", "Probability that a write is applied and then the connection dropped."
 )
-@click.option(
-    "--reset-rate",
-    type=_probability,
-    default=0.0,
-    help="Probability of dropping the connection before doing anything.",
-)
-@click.option(
-    "--lost-response-rate",
-    type=_probability,
-    default=0.0,
-    help="Probability that a write is applied and then the connection dropped.",
-)
-@click.option(
-    "--stall-rate",
-    type=_probability,
-    default=0.0,
-    help="Probability that a response hangs for --stall-seconds.",
-)
+@_chance("--stall-rate", "Probability that a response hangs for --stall-seconds.")
 @click.option(
     "--stall-seconds",
     type=click.FloatRange(0),
@@ -649,14 +522,11 @@ def sandbox_command(
 @click.option(
     "-y", "--yes", is_flag=True, help="Delete without asking (needed when not on a terminal)."
 )
-@_tokens_option
-@_rollback_api_option
+@tokens_options
+@rollback_api_options
 @report_options
 @junit_option
-@shard_option
-@rate_options
-@retry_options
-@log_options
+@run_options
 def rollback_command(
     reports: tuple[str, ...],
     dry_run: bool,
@@ -682,100 +552,110 @@ def rollback_command(
     ghl-migrate rollback out.csv --dry-run
     ghl-migrate rollback out.csv --tokens tokens.csv --report rollback.csv --yes
     """
-    agency = _agency(options)
-    try:
+    agency = pop_agency(options)
+    with usage_errors():
         plan = plan_rollback(reports)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
     with plan:
-        _rollback(plan, reports, dry_run, yes, tokens, agency, api, base_url, options)
-
-
-def _rollback(
-    plan: RollbackPlan,
-    reports: tuple[str, ...],
-    dry_run: bool,
-    yes: bool,
-    tokens: str | None,
-    agency: AgencyCredential | None,
-    api: str | None,
-    base_url: str | None,
-    options: dict[str, Any],
-) -> None:
-    # With --shard the run leaves other shards' locations alone: show only what it does.
-    shard: Shard | None = options.get("shard")
-    shown = plan if shard is None else plan.for_shard(shard)
-    in_shard = "" if shard is None else f" in shard {shard}"
-    ctx = click.get_current_context()
-    explicit_api = api if _given(ctx, "api") else None
-    explicit_url = base_url if _given(ctx, "base_url") else None
-    server = plan.server(api=explicit_api, base_url=explicit_url)
-    for note in server.notes:
-        click.echo(note, err=True)
-    if shown.unsettled:
-        click.echo(_unsettled_warning(shown), err=True)
-    noun = plan.noun
-    if not shown.records:
-        click.echo(
-            f"nothing to roll back{in_shard}: {', '.join(reports)} list(s) no {noun} as "
-            f"created{in_shard and ' in its locations'}",
-            err=True,
-        )
-        return
-    counts = shown.by_location
-    deletes = len(shown.records) - shown.restores
-    changes = [f"delete {deletes} {noun}(s)"] if deletes else []
-    if shown.restores:
-        changes.append(
-            f"restore the labels of {shown.restores}" + ("" if deletes else f" {noun}(s)")
-        )
-    what = " and ".join(changes)
-    click.echo(f"rollback would {what} in {len(counts)} location(s){in_shard}:", err=True)
-    names = shown.location_names
-    for location, count in sorted(counts.items()):
-        named = f' "{names[location]}"' if location in names else ""
-        click.echo(f"  {location}{named}: {count}", err=True)
-    if dry_run:
-        for record in shown.records:
-            if plan.kind == RELATIONS:
-                line = (
-                    f"{record.get('association_key') or record.get('association_id')}\t"
-                    f"{record.get('first_record_id')}\t{record.get('second_record_id')}\t"
-                    f"{record.get('relation_id')}"
-                )
-            else:
-                line = (
-                    f"{record.get('action')}\t{record.get('key')}\t{record.get('association_id')}"
-                )
-            click.echo(f"{record.location_id}\t{line}\t{record.source}")
-        return
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError(
-                f"refusing to {what} without --yes: this is not an interactive terminal "
-                "(use --dry-run to review first)"
-            )
-        if plan.kind == RELATIONS:
-            question = "Delete them?"
-        elif deletes:
-            question = "Delete them, with every relation that uses them?"
-        else:
-            question = "Restore them?"
-        click.confirm(question, abort=True, err=True)
-    config = run_config(reports, options)
-
-    async def start(observer: Observer | None) -> RunResult:
-        return await rollback_job(
+        # With --shard the run leaves other shards' locations alone: show only what it does.
+        shard: Shard | None = options.get("shard")
+        shown = plan if shard is None else plan.for_shard(shard)
+        # api and base_url are None unless given (they have no defaults): the plan then
+        # takes the server its journals record.
+        for note in plan.server(api=api, base_url=base_url).notes:
+            click.echo(note, err=True)
+        if shown.unsettled:
+            click.echo(_unsettled_warning(shown), err=True)
+        in_shard = "" if shard is None else f" in shard {shard}"
+        if not shown.records:
+            click.echo(_nothing_to_undo(shown, reports, in_shard), err=True)
+            return
+        what = _changes(shown)
+        counts = shown.by_location
+        click.echo(f"rollback would {what} in {len(counts)} location(s){in_shard}:", err=True)
+        names = shown.location_names
+        for location, count in sorted(counts.items()):
+            named = f' "{names[location]}"' if location in names else ""
+            click.echo(f"  {location}{named}: {count}", err=True)
+        if dry_run:
+            for record in shown.records:
+                click.echo(_listed(shown.kind, record))
+            return
+        if not yes:
+            _confirm(shown, what)
+        config = run_config(reports, options)
+        job = partial(
+            rollback_job,
             plan,
             config,
-            api=explicit_api,
-            base_url=explicit_url,
+            api=api,
+            base_url=base_url,
             tokens_file=tokens,
             agency=agency,
-            observer=observer,
         )
+        execute(observed(job), ok_statuses=AssociationsJob.ok_statuses, options=options)
 
-    execute(start, ok_statuses=AssociationsJob.ok_statuses, options=options)
+
+def _unsettled_warning(plan: RollbackPlan) -> str:
+    shown = ", ".join(str(u) for u in plan.unsettled[:5])
+    more = f" and {len(plan.unsettled) - 5} more" if len(plan.unsettled) > 5 else ""
+    reports = ", ".join(sorted({u.report for u in plan.unsettled}))
+    return (
+        f"warning: {len(plan.unsettled)} create(s) noted in the journal of {reports} have no "
+        f"final row ({shown}{more}): each may or may not exist, and rollback cannot delete "
+        "them without an id. If that run's job files are unchanged, resume it (run ... "
+        "--report REPORT --resume) and roll back again; otherwise check them by hand"
+    )
+
+
+def _nothing_to_undo(plan: RollbackPlan, reports: tuple[str, ...], in_shard: str) -> str:
+    return (
+        f"nothing to roll back{in_shard}: {', '.join(reports)} list(s) no {plan.noun} as "
+        f"created{in_shard and ' in its locations'}"
+    )
+
+
+def _deletes(plan: RollbackPlan) -> int:
+    return len(plan.records) - plan.restores
+
+
+def _changes(plan: RollbackPlan) -> str:
+    """What the plan does, e.g. 'delete 3 definition(s) and restore the labels of 1'."""
+    deletes = _deletes(plan)
+    changes = [f"delete {deletes} {plan.noun}(s)"] if deletes else []
+    if plan.restores:
+        changes.append(
+            f"restore the labels of {plan.restores}" + ("" if deletes else f" {plan.noun}(s)")
+        )
+    return " and ".join(changes)
+
+
+def _listed(kind: str, record: Record) -> str:
+    """One line of ``--dry-run``'s list, tab-separated."""
+    if kind == RELATIONS:
+        line = (
+            f"{record.get('association_key') or record.get('association_id')}\t"
+            f"{record.get('first_record_id')}\t{record.get('second_record_id')}\t"
+            f"{record.get('relation_id')}"
+        )
+    else:
+        line = f"{record.get('action')}\t{record.get('key')}\t{record.get('association_id')}"
+    return f"{record.location_id}\t{line}\t{record.source}"
+
+
+def _confirm(plan: RollbackPlan, what: str) -> None:
+    """Ask before changing anything; refuse where nobody can answer."""
+    if not sys.stdin.isatty():
+        raise click.UsageError(
+            f"refusing to {what} without --yes: this is not an interactive terminal "
+            "(use --dry-run to review first)"
+        )
+    if plan.kind == RELATIONS:
+        question = "Delete them?"
+    elif _deletes(plan):
+        question = "Delete them, with every relation that uses them?"
+    else:
+        question = "Restore them?"
+    click.confirm(question, abort=True, err=True)
 
 
 @click.group("report")
@@ -810,10 +690,8 @@ def merge_command(out: str, reports: tuple[str, ...], partial: bool) -> None:
     ghl-migrate report merge merged.csv shard-0.csv shard-1.csv shard-2.csv shard-3.csv
     ghl-migrate report merge merged.csv reports/shard-*.csv
     """
-    try:
+    with usage_errors():
         result = merge_reports(out, reports, partial=partial)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
     _merged(result)
 
 
@@ -871,10 +749,8 @@ def report_show_command(
     ghl-migrate report show out.csv
     ghl-migrate report show out.csv --causes 30 --examples 10
     """
-    try:
+    with usage_errors():
         overview = report_overview(reports, groups=causes, examples=examples)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
     runs = read_timeline([timeline_path(r) for r in reports], series=False).runs
     render_overview(
         overview,
@@ -903,9 +779,8 @@ def report_html_command(reports: tuple[str, ...], output: str | None) -> None:
     """
     out = output or f"{reports[0].rsplit('.', 1)[0]}.html"
     try:
-        report_page(reports, out)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        with usage_errors():
+            report_page(reports, out)
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"page: {out}")
