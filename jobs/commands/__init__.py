@@ -1,9 +1,10 @@
-"""The HighLevel commands' building blocks.
+"""The HighLevel commands, one module per command or closely related pair.
 
-``options`` holds what the commands share: where the changes go, with which tokens, and the
-option stacks of every command that sends requests. ``jobs.cli`` assembles the commands for
-the ``ghl_migrate.cli`` entry point. Each only parses options and calls the library
-(``jobs.api``), so everything a command does is callable from Python.
+``options`` holds what they share (where the changes go, with which tokens, the option
+stacks of every command that sends requests); ``run`` holds ``run`` and ``plan``, then
+``validate``. ``jobs.cli`` assembles them for the ``ghl_migrate.cli`` entry point. Each only
+parses options and calls the library (``jobs.api``), so everything a command does is
+callable from Python.
 """
 
 __all__: list[str] = []
