@@ -79,7 +79,7 @@ from .association_state import pair as label_pair
 from .directory import Directory
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
 from .routes import Api, Routes, association_from
-from .shared import definitions, failure, location_error, require_ok
+from .shared import answered, definitions, failure, location_error, refused, require_ok
 
 __all__ = [  # the vocabulary of the kind's rows (jobs.association_rows) re-exported with it
     "ABSENT",
@@ -268,13 +268,7 @@ class AssociationsJob(AssociationRows):
             state.remember({**body, **created})
             if self._verbose:
                 self._log.debug("created", key=key, association_id=created.get("id"))
-            return Outcome(
-                record=record,
-                status=CREATED,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields={"association_id": str(created.get("id", ""))},
-            )
+            return answered(record, CREATED, answer, {"association_id": str(created.get("id", ""))})
         if response.status in _LOOK_STATUSES:
             looked = yield from self._look(record, key)
             if isinstance(looked, Outcome):
@@ -282,13 +276,7 @@ class AssociationsJob(AssociationRows):
             if looked is not None:
                 state.remember({"key": key, **looked})
                 return self._settle(record, looked, wrote=wrote, attempts=answer.attempts)
-        return Outcome(
-            record=record,
-            status=FAILED,
-            http_status=response.status,
-            attempts=answer.attempts,
-            error=error_text(response),
-        )
+        return refused(record, answer)
 
     def _look(self, record: Record, key: str) -> Steps[dict[str, Any] | Outcome | None]:
         """GET the key: the association, None when it does not exist, or a failed outcome."""
@@ -486,21 +474,8 @@ class AssociationsJob(AssociationRows):
             state.remember(updated)
             if self._verbose:
                 self._log.debug(f"{done}: labels now {labels[0]!r} ↔ {labels[1]!r}", key=key)
-            return Outcome(
-                record=record,
-                status=done,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields=fields,
-            )
-        return Outcome(
-            record=record,
-            status=FAILED,
-            http_status=response.status,
-            attempts=answer.attempts,
-            fields=fields,
-            error=f"updating labels: {error_text(response)}",
-        )
+            return answered(record, done, answer, fields)
+        return answered(record, FAILED, answer, fields, f"updating labels: {error_text(response)}")
 
     @staticmethod
     def _target(record: Record, state: LocationState) -> dict[str, Any] | Outcome | None:
@@ -553,28 +528,9 @@ class AssociationsJob(AssociationRows):
         response = answer.response
         if response.status in (200, 204):
             state.forget(found)
-            return Outcome(
-                record=record,
-                status=DELETED,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields=fields,
-            )
+            return answered(record, DELETED, answer, fields)
         if response.status == 404:
             state.forget(found)
             wrote = answer.ambiguous or noted
-            return Outcome(
-                record=record,
-                status=DELETED if wrote else ABSENT,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields=fields,
-            )
-        return Outcome(
-            record=record,
-            status=FAILED,
-            http_status=response.status,
-            attempts=answer.attempts,
-            fields=fields,
-            error=error_text(response),
-        )
+            return answered(record, DELETED if wrote else ABSENT, answer, fields)
+        return refused(record, answer, fields)

@@ -56,7 +56,7 @@ from .fields import location_id as check_location_id
 from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, read_rate
 from .relation_routes import RelationRoutes, relation_from, relations_from
 from .routes import Api, Routes
-from .shared import definitions, failure, location_error
+from .shared import answered, definitions, failure, location_error, refused
 
 __all__ = ["COLUMNS", "Definitions", "RelationsJob"]
 
@@ -283,22 +283,11 @@ class RelationsJob:
         response = answer.response
         if response.status in (200, 201):
             made = relation_from(json_body(response)) or {}
-            return Outcome(
-                record=record,
-                status=CREATED,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields={**fields, "relation_id": str(made.get("id", ""))},
+            return answered(
+                record, CREATED, answer, {**fields, "relation_id": str(made.get("id", ""))}
             )
         if response.status not in _READ_BACK:
-            return Outcome(
-                record=record,
-                status=FAILED,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields=fields,
-                error=error_text(response),
-            )
+            return refused(record, answer, fields)
         # Refused: a duplicate, an unknown record, or ours already (a lost answer, a noted
         # write). Only the relation itself can tell which.
         try:
@@ -308,14 +297,7 @@ class RelationsJob:
                 record, exc, f"create answered {error_text(response)}; reading back", fields
             )
         if found is None:
-            return Outcome(
-                record=record,
-                status=FAILED,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields=fields,
-                error=error_text(response),
-            )
+            return refused(record, answer, fields)
         ours = (answer.ambiguous or bool(noted)) and _made_after(found, first_sent)
         return Outcome(
             record=record,
@@ -382,21 +364,8 @@ class RelationsJob:
         elif response.status == 404:
             status = DELETED if answer.ambiguous or noted else ABSENT
         else:
-            return Outcome(
-                record=record,
-                status=FAILED,
-                http_status=response.status,
-                attempts=answer.attempts,
-                fields=fields,
-                error=error_text(response),
-            )
-        return Outcome(
-            record=record,
-            status=status,
-            http_status=response.status,
-            attempts=answer.attempts,
-            fields=fields,
-        )
+            return refused(record, answer, fields)
+        return answered(record, status, answer, fields)
 
 
 def _resolve(record: Record, state: Definitions) -> str | Outcome:

@@ -25,7 +25,15 @@ from engine import (
 from .highlevel import error_text, json_body
 from .routes import Routes, associations_from
 
-__all__ = ["Failure", "definitions", "failure", "location_error", "require_ok"]
+__all__ = [
+    "Failure",
+    "answered",
+    "definitions",
+    "failure",
+    "location_error",
+    "refused",
+    "require_ok",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,30 @@ class Failure:
             error=self.error,
             fields=dict(fields or {}),
         )
+
+
+def answered(
+    record: Record,
+    status: str,
+    answer: Exchange,
+    fields: Mapping[str, str] | None = None,
+    error: str = "",
+) -> Outcome:
+    """The outcome ``status`` of ``record``, settled by ``answer`` (its HTTP status and the
+    attempts it took)."""
+    return Outcome(
+        record=record,
+        status=status,
+        http_status=answer.response.status,
+        attempts=answer.attempts,
+        fields=dict(fields or {}),
+        error=error,
+    )
+
+
+def refused(record: Record, answer: Exchange, fields: Mapping[str, str] | None = None) -> Outcome:
+    """``failed``, with what the server said in ``answer``."""
+    return answered(record, FAILED, answer, fields, error_text(answer.response))
 
 
 def failure(exc: RequestError, what: str) -> Failure:
