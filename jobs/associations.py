@@ -59,7 +59,6 @@ from engine import (
 
 from .association_rows import (
     ABSENT,
-    COLUMNS,
     CONFLICT,
     CREATE,
     CREATED,
@@ -81,24 +80,7 @@ from .highlevel import DEFAULT_BASE_URL, check_base_url, error_text, json_body, 
 from .routes import Api, Routes, association_from
 from .shared import answered, definitions, failure, location_error, refused, require_ok
 
-__all__ = [  # the vocabulary of the kind's rows (jobs.association_rows) re-exported with it
-    "ABSENT",
-    "COLUMNS",
-    "CONFLICT",
-    "CREATE",
-    "CREATED",
-    "DELETE",
-    "DELETED",
-    "EXISTS",
-    "PREVIOUS_FIRST",
-    "PREVIOUS_SECOND",
-    "RESTORE",
-    "RESTORED",
-    "UPDATE",
-    "UPDATED",
-    "AssociationsJob",
-    "LocationState",
-]
+__all__ = ["AssociationsJob", "LocationState"]
 
 _LOOK_STATUSES = frozenset({400, 409, 422})
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from engine import CheckSummary, Outcome
 
-from .associations import CONFLICT
+from .association_rows import CONFLICT
 from .plan import PlanResult
 
 __all__ = ["MAX_LOCATIONS", "MAX_PROBLEMS", "render_plan", "render_validation"]

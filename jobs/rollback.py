@@ -52,14 +52,14 @@ from engine import (
     journal_path,
 )
 
-from .associations import (
+from .association_rows import (
     CREATED,
     PREVIOUS_FIRST,
     PREVIOUS_SECOND,
     RESTORE,
     UPDATED,
-    AssociationsJob,
 )
+from .associations import AssociationsJob
 from .highlevel import DEFAULT_BASE_URL
 from .kinds import ASSOCIATIONS, RELATIONS
 from .relations import RelationsJob

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from engine import ConfigError
-from jobs.associations import COLUMNS
+from jobs.association_rows import COLUMNS
 from jobs.rollback import plan_rollback
 
 #: the columns of a report written before sub-account names were reported: still read
