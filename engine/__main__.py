@@ -1,5 +1,5 @@
 """``python -m engine`` is ``ghl-migrate``."""
 
-from .cli import main
+from .cli import script
 
-main()
+script()

@@ -9,6 +9,7 @@ ok, 2 usage or job-file errors, or a host that cannot be reached, with nothing s
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -36,8 +37,10 @@ __all__ = [
     "report_options",
     "retry_options",
     "run_config",
+    "script",
     "shard_option",
     "start_run",
+    "tune_gc",
     "write_run_page",
 ]
 
@@ -299,3 +302,32 @@ def main() -> None:
     unreadable job file, or a host that cannot be reached (nothing was sent). With
     --detailed-exitcode, plan exits 0 nothing to do, 2 changes pending, 1 errors.
     """
+
+
+def script() -> None:
+    """The ``ghl-migrate`` program (and ``python -m engine``): :func:`main` in a process of
+    its own, its garbage collector tuned for a run (:func:`tune_gc`)."""
+    tune_gc()
+    main()
+
+
+#: container allocations between two young-generation collections (CPython's default: 700)
+GC_YOUNG = 20_000
+
+
+def tune_gc() -> None:
+    """Let the cyclic garbage collector run about 30 times less often, for this process.
+
+    A run keeps hundreds of requests in flight, each with its short-lived objects (aiohttp's
+    request and response, futures, timers, the engine's steps). At CPython's default, a
+    young collection comes every 700 allocations, while those objects are still alive: each
+    is looked at, promoted, and looked at again by the older generations' collections. That
+    was about a fifth of a run's CPU over 400 locations (230 ms of 1.15 s) and 6% of 15,000
+    creates over 50. At 20,000 most of them are gone before a collection comes, and it
+    costs 35 ms; what cyclic garbage waits longer is at most 20,000 objects. ``gc.freeze``
+    first moves what the imports made (modules, classes, functions: never garbage) out of
+    every collection's way. The program does it, not the library (nor ``main``, which tests
+    invoke in their own process): a program that calls ``jobs.api`` owns its collector.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])

@@ -277,3 +277,30 @@ def test_sandbox_on_a_port_in_use_exits_2(tmp_path: Path) -> None:
     line = error_line(proc.stderr)
     assert f"port {port}" in line
     assert "--port 0" in line
+
+
+def test_the_program_tunes_the_garbage_collector_and_main_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``ghl-migrate`` (the console script and ``python -m engine``) raises the young
+    generation's threshold and freezes start-up objects; ``main`` alone leaves GC as is."""
+    import gc
+    from importlib.metadata import entry_points
+
+    import engine.cli
+
+    calls: list[object] = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: calls.append(t))
+    monkeypatch.setattr(sys, "argv", ["ghl-migrate", "--version"])
+    invoke("--version")
+    assert calls == []  # main, as tests invoke it
+    with pytest.raises(SystemExit) as exited:
+        engine.cli.script()
+    assert exited.value.code == 0
+    assert calls[0] == "freeze"
+    assert calls[1][0] == engine.cli.GC_YOUNG  # type: ignore[index]
+    (console,) = entry_points(group="console_scripts", name="ghl-migrate")
+    assert console.value == "engine.cli:script"
+    main_module = Path(engine.cli.__file__).with_name("__main__.py").read_text()
+    assert "script()" in main_module
