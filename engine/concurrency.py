@@ -135,10 +135,12 @@ def process_bound() -> int:
 def in_flight(budgets: Iterable[tuple[int, float]], latency: float, bound: int) -> int:
     """Little's number: records to work on at once, given ``(records left, requests per
     second)`` for each location that still has records, the answers' ``latency`` in seconds,
-    and the bound."""
+    and the bound. Reads ``budgets`` only until the bound is reached."""
     need = 0.0
     for left, rate in budgets:
         need += min(float(left), 2 * rate * latency + 1)
+        if need >= bound:
+            break  # every location adds at least one: the rest cannot lower it
     return max(1, min(bound, max(_FLOOR, math.ceil(need))))
 
 

@@ -53,7 +53,7 @@ import functools
 import math
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -328,17 +328,13 @@ class Runner:
         clock = self._clock()
         if now or clock - self._resized >= _RESIZE_EVERY:
             self._resized = clock
-            gates, latency = self._client.gates, self._client.latency
-            budgets = []
-            for location, left in self._left.items():
-                limit, interval = gates.budget(location)
-                budgets.append((left, limit / interval))
+            latency = self._client.latency
             latency.look(clock)
-            little = in_flight(budgets, latency.average, self._bound)
+            little = in_flight(self._budgets(), latency.average, self._bound)
             self._target = self._sizer.look(
                 clock,
                 little=little,
-                locations=len(budgets),
+                locations=len(self._left),
                 done=self._client.stats.requests,
                 latency=latency,
             )
@@ -346,6 +342,15 @@ class Runner:
                 self._workers += 1
                 self._spawn()
         return self._workers > self._target
+
+    def _budgets(self) -> Iterator[tuple[int, float]]:
+        """(records left, requests per second) of each location with records, lazily: Little's
+        number stops reading at the bound, which matters with thousands of locations."""
+        assert self._client is not None
+        gates = self._client.gates
+        for location, left in self._left.items():
+            limit, interval = gates.budget(location)
+            yield left, limit / interval
 
     def _planned(self, outcome: Outcome, planned: list[Write]) -> Outcome:
         """A plan's outcome: a pending change when a write was held back, ``blocked``

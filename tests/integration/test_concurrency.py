@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -117,6 +117,21 @@ def test_in_flight_follows_littles_law() -> None:
     assert in_flight([(1000, 10.0)], 0.01, 512) == 8  # never fewer than 8...
     assert in_flight([(1000, 10.0)], 0.01, 4) == 4  # ...unless the bound says so
     assert in_flight([], 0.1, 512) == 8
+
+
+def test_in_flight_stops_reading_locations_at_the_bound() -> None:
+    """With more locations than the bound, the rest are not read (each adds at least one):
+    a look over 4,000 locations costs 512 budget lookups, not 4,000."""
+    read = 0
+
+    def budgets() -> Iterator[tuple[int, float]]:
+        nonlocal read
+        for _ in range(4000):
+            read += 1
+            yield 5, 10.0
+
+    assert in_flight(budgets(), 0.1, 512) == 512
+    assert read == 171  # 171 x min(5, 3) = 513 >= 512
 
 
 def test_process_bound_leaves_room_under_the_open_files_limit(
