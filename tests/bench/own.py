@@ -7,7 +7,7 @@
     python -m tests.bench.own --profile 40             # and the 40 costliest functions
 
 The run is ``jobs.api.run_job`` as ``ghl-migrate run`` makes it (report, journal, run
-store, JSON logs to a file), but its transport answers at once from memory, as the sandbox
+store, JSON logs to a file, the program's garbage collector settings), but its transport answers at once from memory, as the sandbox
 would with limits off (all five rate headers, a very high limit): the objects list, an
 empty definitions list, and each create echoed back with an id. So the CPU time measured
 is the engine's and the job kind's alone, with no HTTP client and no server: what the
@@ -34,6 +34,7 @@ import anyio.lowlevel
 import orjson
 
 from engine import Request, Response, RunConfig
+from engine.cli import tune_gc
 from engine.console import configure_logging
 from jobs.api import run_job
 from tests.bench.bench import OBJECTS, location_ids, write_job, write_tokens
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         log = (workdir / "log.jsonl").open("w")
         configure_logging("json", stream=log)  # as the CLI does, to a file
+        tune_gc()  # and as the program does
         one_run(workdir, 0, records=min(args.records, 500), locations=args.locations)  # warm
         if args.profile:
             profiler = cProfile.Profile()
