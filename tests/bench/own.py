@@ -7,9 +7,10 @@
     python -m tests.bench.own --profile 40             # and the 40 costliest functions
 
 The run is ``jobs.api.run_job`` as ``ghl-migrate run`` makes it (report, journal, run
-store, JSON logs to a file, the program's garbage collector settings), but its transport answers at once from memory, as the sandbox
-would with limits off (all five rate headers, a very high limit): the objects list, an
-empty definitions list, and each create echoed back with an id. So the CPU time measured
+store, JSON logs to a file, the program's garbage collector settings), but its transport
+answers at once from memory, as the sandbox would with limits off (all five rate headers, a
+very high limit): the objects list, an empty definitions list, and each create echoed back
+with an id. So the CPU time measured
 is the engine's and the job kind's alone, with no HTTP client and no server: what the
 engine adds to each request a bare aiohttp client would make. Run it before and after a
 change to the engine's per-record path; the median of ``--repeat`` runs counts.
