@@ -37,6 +37,7 @@ __all__ = [
     "report_columns",
     "report_format",
     "write_report_atomically",
+    "write_report_lines",
 ]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -146,10 +147,17 @@ class ReportWriter:
                 self._log.close()
                 raise ConfigError(f"{exc}; nothing was sent") from None
 
-    def write(self, row: Row) -> None:
-        """Append one row and hand it to the OS; sync to disk at most every interval."""
-        self._log.write(self._enc.encode(row).encode())
+    def encode(self, row: Row) -> bytes:
+        """The line of ``row`` in this report (what :meth:`write` appends)."""
+        return self._enc.encode(row).encode()
+
+    def write(self, row: Row) -> bytes:
+        """Append one row and hand it to the OS; sync to disk at most every interval.
+        Returns the line written."""
+        line = self._enc.encode(row).encode()
+        self._log.write(line)
         self.rows_written += 1
+        return line
 
     def close(self) -> None:
         """Sync and close."""
@@ -161,14 +169,21 @@ def write_report_atomically(path: str, columns: Sequence[str], rows: Iterable[Ro
 
     Raises ``StorageError`` when it cannot (a full disk, say), leaving ``path`` as it was."""
     enc = _Encoder(report_format(path), columns)
+    return write_report_lines(path, columns, (enc.encode(row).encode() for row in rows))
+
+
+def write_report_lines(path: str, columns: Sequence[str], lines: Iterable[bytes]) -> int:
+    """Like :func:`write_report_atomically`, from rows already encoded (each a whole line,
+    as :meth:`ReportWriter.encode` makes them). Returns the count."""
+    header = _Encoder(report_format(path), columns).header().encode()
     tmp = f"{path}.tmp-{os.getpid()}"
     count = 0
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        with open(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(enc.header())
-            for row in rows:
-                fh.write(enc.encode(row))
+        with open(fd, "wb") as fh:
+            fh.write(header)
+            for line in lines:
+                fh.write(line)
                 count += 1
             fh.flush()
             os.fsync(fh.fileno())

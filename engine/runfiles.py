@@ -32,7 +32,7 @@ import contextlib
 import errno
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -49,6 +49,7 @@ from .report import (
     report_columns,
     report_format,
     write_report_atomically,
+    write_report_lines,
 )
 from .shard import Shard
 from .store import RunStore
@@ -113,6 +114,7 @@ class RunFiles:
         self._lock: FileLock | None = None
         self._journal: RunJournal | None = None
         self._writer: ReportWriter | None = None
+        self._store: RunStore | None = None
         self._resumed = False
         #: the run's timeline, told of every attempt (None without a report)
         self.timeline: TimelineWriter | None = None
@@ -211,7 +213,7 @@ class RunFiles:
             if isinstance(exc, StorageError):
                 raise ConfigError(f"{exc}; nothing was sent") from None
             raise
-        self._journal, self._writer = journal, writer
+        self._journal, self._writer, self._store = journal, writer, store
         self._resumed = exists
         self.timeline = TimelineWriter(timeline_path(path))
         self.timeline.open(fresh=not exists)  # a new report starts a new timeline
@@ -352,10 +354,14 @@ class RunFiles:
         if self._writer is None:
             return True
         try:
-            self._writer.write(self.row(outcome))
+            line = self._writer.write(self.row(outcome))
         except StorageError as exc:
             self.failed(exc)
             return False
+        if self._store is not None:
+            # The run has just given the store this outcome: the final report copies the
+            # line instead of encoding the row again.
+            self._store.set_line(outcome, line)
         return True
 
     def failed(self, exc: StorageError) -> None:
@@ -372,10 +378,12 @@ class RunFiles:
                 self._writer.close()
             except StorageError as exc:
                 self.failed(exc)
-            rows: Iterable[Row] = (self.row(o) for o in store.outcomes())
+            encode = self._writer.encode
+            lines = store.report_lines(lambda outcome: encode(self.row(outcome)))
+            extras = (encode(row) for row in store.extras())
             try:
-                written = write_report_atomically(
-                    self._writer.path, self._kind.columns, chain(rows, store.extras())
+                written = write_report_lines(
+                    self._writer.path, self._kind.columns, chain(lines, extras)
                 )
             except StorageError as exc:
                 # The append-only report stays: every row written so far, last one wins.

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import orjson
@@ -43,7 +43,8 @@ CREATE TABLE records (
     http_status INTEGER,
     attempts INTEGER NOT NULL DEFAULT 0,
     error TEXT NOT NULL DEFAULT '',
-    out BLOB
+    out BLOB,
+    line BLOB
 );
 CREATE TABLE intents (ident TEXT PRIMARY KEY, fields BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE carried (ident TEXT PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
@@ -52,6 +53,7 @@ CREATE TABLE extras (n INTEGER PRIMARY KEY, row BLOB NOT NULL);
 _COLUMNS = "pos, loc, ident, source, fields, status, http_status, attempts, error, out"
 _BATCH = 5000  # rows per executemany while loading
 _COMMIT_EVERY = 1000  # outcomes per commit while running (bounds SQLite's dirty pages)
+_READ = 1000  # rows per query while reading outcomes back
 
 Row = tuple[Any, ...]
 
@@ -111,6 +113,7 @@ class RunStore:
         self._size = 0
         self._sealed = False
         self._outcomes: list[Row] = []  # set, not yet written
+        self._last: Outcome | None = None  # the outcome of self._outcomes[-1]
         self._has_intents = False
 
     # -- loading ------------------------------------------------------------------------
@@ -270,6 +273,8 @@ class RunStore:
     def set_outcome(self, pos: int, outcome: Outcome) -> None:
         """Record what became of the record at ``pos`` (written in batches: every read of
         outcomes, and :meth:`commit`, writes what is waiting first)."""
+        if len(self._outcomes) >= _COMMIT_EVERY:
+            self.commit()
         self._outcomes.append(
             (
                 outcome.status,
@@ -277,20 +282,30 @@ class RunStore:
                 outcome.attempts,
                 outcome.error,
                 orjson.dumps(outcome.fields, default=dict) if outcome.fields else None,
+                None,
                 pos,
             )
         )
-        if len(self._outcomes) >= _COMMIT_EVERY:
-            self.commit()
+        self._last = outcome
+
+    def set_line(self, outcome: Outcome, line: bytes) -> None:
+        """Keep ``line``, the report line of ``outcome``, for :meth:`report_lines`, so that
+        the final report copies it instead of encoding the row again. Only for the outcome
+        just given to :meth:`set_outcome` (anything else is ignored: its line is encoded
+        again at the end)."""
+        if outcome is self._last and self._outcomes:
+            *values, _, pos = self._outcomes[-1]
+            self._outcomes[-1] = (*values, line, pos)
 
     def _write_outcomes(self) -> None:
         if self._outcomes:
             self._db.executemany(
                 "UPDATE records SET status = ?, http_status = ?, attempts = ?, error = ?,"
-                " out = ? WHERE pos = ?",
+                " out = ?, line = ? WHERE pos = ?",
                 self._outcomes,
             )
             self._outcomes.clear()
+            self._last = None
 
     def commit(self) -> None:
         """Write the outcomes waiting, and end the transaction (bounds dirty pages)."""
@@ -313,7 +328,7 @@ class RunStore:
         """Every outcome ``old`` becomes ``new`` (a plan calls invalid rows ``blocked``)."""
         self._write_outcomes()
         count = self._db.execute(
-            "UPDATE records SET status = ? WHERE status = ?", (new, old)
+            "UPDATE records SET status = ?, line = NULL WHERE status = ?", (new, old)
         ).rowcount
         self.commit()
         return count
@@ -403,6 +418,25 @@ class RunStore:
                 outcome = _outcome(row)
                 if outcome is not None:
                     yield outcome
+            last = chunk[-1][0]
+
+    def report_lines(self, encode: Callable[[Outcome], bytes]) -> Iterator[bytes]:
+        """The report line of every outcome, in input order: the one kept with
+        :meth:`set_line`, else ``encode(outcome)``."""
+        self._write_outcomes()
+        last = -1
+        while True:
+            chunk = self._db.execute(
+                f"SELECT {_COLUMNS}, line FROM records WHERE pos > ? ORDER BY pos LIMIT {_READ}",
+                (last,),
+            ).fetchall()
+            if not chunk:
+                return
+            for row in chunk:
+                if row[10] is not None:
+                    yield row[10]
+                elif (outcome := _outcome(row)) is not None:
+                    yield encode(outcome)
             last = chunk[-1][0]
 
     def close(self) -> None:

@@ -81,6 +81,57 @@ def test_settle_rest_marks_every_record_without_an_outcome() -> None:
     store.close()
 
 
+def _encode(outcome: Outcome) -> bytes:
+    return f"{outcome.record.source},{outcome.status}\n".encode()
+
+
+def test_report_lines_copy_the_kept_line_and_encode_the_rest() -> None:
+    """The final report's lines are those kept while running, else the outcome encoded."""
+    records = [rec(n) for n in range(3)]
+    store = filled(records)
+    done = Outcome(record=records[1], status=FAILED, error="x")
+    store.set_outcome(1, done)
+    store.set_line(done, b"kept line\n")
+    store.settle_rest("not sent")
+
+    assert list(store.report_lines(_encode)) == [
+        b"jobs.csv:2,not_run\n",
+        b"kept line\n",
+        b"jobs.csv:4,not_run\n",
+    ]
+    store.close()
+
+
+def test_a_line_is_kept_only_for_the_outcome_just_set() -> None:
+    """A line given for another outcome than the last one set is ignored, not misplaced."""
+    records = [rec(n) for n in range(2)]
+    store = filled(records)
+    first = Outcome(record=records[0], status=FAILED)
+    store.set_outcome(0, first)
+    store.set_outcome(1, Outcome(record=records[1], status=FAILED))
+    store.set_line(first, b"line of the first\n")
+
+    assert list(store.report_lines(_encode)) == [b"jobs.csv:2,failed\n", b"jobs.csv:3,failed\n"]
+    store.close()
+
+
+def test_a_kept_line_survives_a_commit_but_not_a_new_status() -> None:
+    """Lines are written with their outcomes in batches; restatus drops the stale line."""
+    records = [rec(n) for n in range(1500)]
+    store = filled(records)
+    for pos, record in enumerate(records):
+        outcome = Outcome(record=record, status=INVALID)
+        store.set_outcome(pos, outcome)
+        store.set_line(outcome, f"{pos}\n".encode())
+    lines = list(store.report_lines(_encode))
+    assert lines == [f"{pos}\n".encode() for pos in range(1500)]
+
+    store.restatus(INVALID, "blocked")
+
+    assert next(store.report_lines(_encode)) == b"jobs.csv:2,blocked\n"
+    store.close()
+
+
 def test_carried_rows_find_their_records_or_none() -> None:
     """The last word of an earlier report per ident wins; unknown idents come back as None."""
     records = [rec(0), rec(1)]
