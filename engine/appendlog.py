@@ -87,19 +87,22 @@ class AppendLog:
         """Append ``data`` and hand it to the OS; sync to disk at most every interval.
 
         Raises ``StorageError`` when the file cannot take it (and from then on)."""
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             raise RuntimeError(f"{self.path}: write before open()")
         if self._failed is not None:
             raise self._failed
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            written = os.write(fd, data)
+            if written < len(data):  # a short write (rare): hand over the rest
+                view = memoryview(data)[written:]
+                while view:
+                    view = view[os.write(fd, view) :]
         except OSError as exc:
             failure = self._failed = StorageError(self.path, exc)
             # A line is all or nothing: cut the part that made it (never needs space).
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, self._size)
+                os.ftruncate(fd, self._size)
             raise failure from exc
         self._size += len(data)
         self._dirty = True

@@ -327,7 +327,10 @@ class RunJournal:
         Raises ``StorageError`` when it cannot be noted: the write must then not be sent."""
         # Handed to the OS before the request leaves: survives kill -9.
         self._log.write(
-            orjson.dumps({"intent": record.ident, "source": record.source, **fields}) + b"\n"
+            orjson.dumps(
+                {"intent": record.ident, "source": record.source, **fields},
+                option=orjson.OPT_APPEND_NEWLINE,
+            )
         )
 
     def ended(self, rows: int) -> None:

@@ -112,7 +112,7 @@ class RunStore:
         self._pending: list[Row] = []
         self._size = 0
         self._sealed = False
-        self._outcomes: list[Row] = []  # set, not yet written
+        self._outcomes: list[list[Any]] = []  # set, not yet written
         self._last: Outcome | None = None  # the outcome of self._outcomes[-1]
         self._has_intents = False
 
@@ -276,15 +276,15 @@ class RunStore:
         if len(self._outcomes) >= _COMMIT_EVERY:
             self.commit()
         self._outcomes.append(
-            (
+            [
                 outcome.status,
                 outcome.http_status,
                 outcome.attempts,
                 outcome.error,
                 orjson.dumps(outcome.fields, default=dict) if outcome.fields else None,
-                None,
+                None,  # the report line, if set_line follows
                 pos,
-            )
+            ]
         )
         self._last = outcome
 
@@ -293,9 +293,8 @@ class RunStore:
         the final report copies it instead of encoding the row again. Only for the outcome
         just given to :meth:`set_outcome` (anything else is ignored: its line is encoded
         again at the end)."""
-        if outcome is self._last and self._outcomes:
-            *values, _, pos = self._outcomes[-1]
-            self._outcomes[-1] = (*values, line, pos)
+        if outcome is self._last:
+            self._outcomes[-1][5] = line
 
     def _write_outcomes(self) -> None:
         if self._outcomes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from pathlib import Path
 
@@ -161,6 +163,37 @@ def test_cell_with_lone_carriage_return_reads_back(tmp_path: Path) -> None:
         ("s1", "line one\rline two"),
         ("s2", ""),
     ]
+
+
+def _reference_line(cells: list[str]) -> str:
+    """A CSV line as the csv module writes it, after the formula prefix of each cell."""
+    buf = io.StringIO()
+    escaped = [f"'{c}" if c.startswith(("=", "+", "-", "@", "\t", "\r", "'")) else c for c in cells]
+    csv.writer(buf, lineterminator="\r\n").writerow(escaped)
+    return buf.getvalue()[:-2] + "\n"
+
+
+_special_text = st.text(st.sampled_from("=+-@\t\r\n'\",a1 "), max_size=4)
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(cells=st.lists(_special_text, min_size=len(COLUMNS), max_size=len(COLUMNS)))
+def test_every_cell_in_every_column_is_escaped_and_quoted_as_csv_would(
+    tmp_path: Path, cells: list[str]
+) -> None:
+    """Any mix of formula signs, quotes, commas and line breaks, in any column (the first
+    too), gives the line the csv module writes for the escaped cells."""
+    path = tmp_path / "special.csv"
+    path.unlink(missing_ok=True)
+
+    write_rows(path, [dict(zip(COLUMNS, cells, strict=True))])
+
+    assert path.read_bytes().decode().split("\n", 1)[1] == _reference_line(cells)
 
 
 @pytest.mark.parametrize("value", ["'=x", "'-1", "''", "'", "'plain"])
