@@ -51,6 +51,7 @@ CREATE TABLE carried (ident TEXT PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE extras (n INTEGER PRIMARY KEY, row BLOB NOT NULL);
 """
 _COLUMNS = "pos, loc, ident, source, fields, status, http_status, attempts, error, out"
+_RECORD = "pos, loc, ident, source, fields"  # the first of _COLUMNS: all a record needs
 _BATCH = 5000  # rows per executemany while loading
 _COMMIT_EVERY = 1000  # outcomes per commit while running (bounds SQLite's dirty pages)
 _READ = 1000  # rows per query while reading outcomes back
@@ -109,7 +110,8 @@ class RunStore:
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;" + _SCHEMA
         )
         self._db.execute("BEGIN")
-        self._pending: list[Row] = []
+        self._pending: list[Row] = []  # records to do: the other columns keep their defaults
+        self._pending_done: list[Row] = []  # records with their outcome
         self._size = 0
         self._sealed = False
         self._outcomes: list[list[Any]] = []  # set, not yet written
@@ -127,27 +129,31 @@ class RunStore:
         self._size += 1
         fields = orjson.dumps(record.fields, default=dict)
         if outcome is None:
-            self._pending.append(
-                (pos, record.location_id, record.ident or None, record.source, fields,
-                 None, None, 0, "", None)
-            )  # fmt: skip
+            pending = self._pending
+            pending.append((pos, record.location_id, record.ident or None, record.source, fields))
         else:
-            self._pending.append(
+            pending = self._pending_done
+            pending.append(
                 (pos, record.location_id, None, record.source, fields, outcome.status,
                  outcome.http_status, outcome.attempts, outcome.error,
                  orjson.dumps(outcome.fields, default=dict) if outcome.fields else None)
             )  # fmt: skip
-        if len(self._pending) >= _BATCH:
+        if len(pending) >= _BATCH:
             self._flush()
         return pos
 
     def _flush(self) -> None:
         if self._pending:
-            placeholders = ", ".join("?" * 10)
             self._db.executemany(
-                f"INSERT INTO records ({_COLUMNS}) VALUES ({placeholders})", self._pending
+                f"INSERT INTO records ({_RECORD}) VALUES (?, ?, ?, ?, ?)", self._pending
             )
             self._pending.clear()
+        if self._pending_done:
+            placeholders = ", ".join("?" * 10)
+            self._db.executemany(
+                f"INSERT INTO records ({_COLUMNS}) VALUES ({placeholders})", self._pending_done
+            )
+            self._pending_done.clear()
 
     def seal(self, repeats: str = "the same record") -> int:
         """End loading: index the records and mark every record whose ident an earlier
@@ -198,7 +204,7 @@ class RunStore:
                 return
             for ident, raw in chunk:
                 found = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM records WHERE ident = ? AND status IS NULL", (ident,)
+                    f"SELECT {_RECORD} FROM records WHERE ident = ? AND status IS NULL", (ident,)
                 ).fetchone()
                 yield ((found[0], _record(found)) if found else None), orjson.loads(raw)
             last = chunk[-1][0]
@@ -264,7 +270,7 @@ class RunStore:
         """Up to ``limit`` records of ``location`` still to do, after position ``after``."""
         self._write_outcomes()
         rows = self._db.execute(
-            f"SELECT {_COLUMNS} FROM records WHERE loc = ? AND pos > ? AND status IS NULL"
+            f"SELECT {_RECORD} FROM records WHERE loc = ? AND pos > ? AND status IS NULL"
             " ORDER BY pos LIMIT ?",
             (location, after, limit),
         ).fetchall()

@@ -66,6 +66,23 @@ def test_an_outcome_known_at_load_is_not_to_do() -> None:
     store.close()
 
 
+def test_records_with_and_without_outcomes_keep_input_order_across_batches() -> None:
+    """Invalid rows among valid ones, over more rows than one insert batch, stay in place."""
+    store = RunStore()
+    records = [rec(n) for n in range(12_000)]
+    for n, record in enumerate(records):
+        store.add(record, Outcome(record=record, status=INVALID) if n % 7 == 0 else None)
+    store.seal()
+
+    assert [o.record.source for o in store.outcomes(INVALID)] == [
+        records[n].source for n in range(0, 12_000, 7)
+    ]
+    todo = store.todo("locA", -1, 20_000)
+    assert [pos for pos, _ in todo] == [n for n in range(12_000) if n % 7]
+    assert todo[0][1] == records[1]
+    store.close()
+
+
 def test_settle_rest_marks_every_record_without_an_outcome() -> None:
     """At the end, records never done become not_run with the reason; done ones keep theirs."""
     records = [rec(n) for n in range(3)]
