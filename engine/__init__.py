@@ -6,6 +6,9 @@ Everything a job kind or a library user needs is importable from here.
 
 from __future__ import annotations
 
+#: this release; also the package's version in its metadata (pyproject.toml reads it here)
+__version__ = "0.1.0"
+
 from .checking import CheckSummary, check_job_files
 from .client import Client, Exchange, RunStats
 from .credentials import Caller, TokenLookup, TokenProvider

@@ -28,6 +28,13 @@ def isort_style(name: str) -> tuple[int, str]:
     return (2, name)
 
 
+def test_version_is_the_installed_packages() -> None:
+    """``engine.__version__`` (the User-Agent's) is the version pip installed (the metadata's)."""
+    from importlib.metadata import version
+
+    assert engine.__version__ == version("ghl-migrate")
+
+
 def test_all_is_sorted() -> None:
     """``engine.__all__`` is in ruff's isort-style order (RUF022)."""
     assert engine.__all__ == sorted(engine.__all__, key=isort_style)
