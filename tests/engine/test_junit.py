@@ -95,6 +95,16 @@ def test_text_xml_cannot_hold_is_replaced_so_the_file_stays_valid(tmp_path: Path
     assert failure.get("message") == failure.text
 
 
+def test_quotes_and_whitespace_in_attributes_come_back_as_they_were(tmp_path: Path) -> None:
+    """Both quote kinds, markup, tab, CR and LF in a message read back unchanged from the file."""
+    message = 'it\'s "x" <y> & z\tw\r\nv'
+    root = write(tmp_path / "junit.xml", [outcome(0, "failed", message)])
+    failure = root.find("./testsuite/testcase/failure")
+    assert failure is not None
+    assert failure.get("message") == message
+    assert failure.text == message.replace("\r\n", "\n")  # XML reads a CR LF in text as LF
+
+
 def test_an_empty_run_is_a_valid_file(tmp_path: Path) -> None:
     """No records gives a valid suite with zero tests."""
     root = write(tmp_path / "junit.xml", [], elapsed=0.0)
