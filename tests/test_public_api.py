@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import pkgutil
 import re
+import subprocess
+import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -53,14 +55,51 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_all_is_complete() -> None:
-    """Every public name the package imports is exported in ``__all__``."""
-    public = {
-        name
-        for name, value in vars(engine).items()
-        if not name.startswith("_") and not isinstance(value, ModuleType) and name != "annotations"
+    """The names the package imports on first use are exactly those in ``__all__``."""
+    assert sorted(engine._MODULE_OF) == sorted(engine.__all__)
+
+
+def test_each_name_comes_from_the_module_that_defines_it() -> None:
+    """Each exported class or function is fetched from its own module, not from a re-export
+    (``from engine import RunConfig`` must not load the runner)."""
+    elsewhere = {
+        name: value.__module__
+        for name in engine.__all__
+        if isinstance(value := getattr(engine, name), type) or inspect.isfunction(value)
+        if value.__module__.startswith("engine.")  # not an alias of str
+        and value.__module__ != f"engine.{engine._MODULE_OF[name]}"
     }
 
-    assert public - set(engine.__all__) == set()
+    assert elsewhere == {}
+
+
+def test_type_checkers_see_what_the_package_imports_on_first_use() -> None:
+    """The ``if TYPE_CHECKING:`` imports name the same module for each name as ``__getattr__``."""
+    tree = ast.parse(Path(engine.__file__).read_text(encoding="utf-8"))
+    guarded = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    )
+    seen = {
+        alias.name: node.module
+        for node in guarded.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+
+    assert seen == engine._MODULE_OF
+
+
+def test_importing_the_package_imports_none_of_its_modules() -> None:
+    """``import engine`` loads no engine module (nor aiohttp): each loads when a name needs it."""
+    code = "import sys, engine; print(sorted(m for m in sys.modules if m.startswith(LOADED)))"
+    code = code.replace("LOADED", repr(("engine.", "aiohttp")))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("module_name", ENGINE_MODULES)
