@@ -23,8 +23,8 @@ from .concurrency import PROCESS_BOUND
 from .console import ProgressBar, configure_logging, render_summary
 from .errors import ConfigError, StorageError
 from .limiter import parse_rate
+from .result import Observer, RunConfig, RunResult
 from .retry import RetryPolicy
-from .runner import Observer, RunConfig, RunResult
 from .shard import Shard
 
 __all__ = [

@@ -28,6 +28,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import anyio
@@ -47,7 +48,9 @@ from .limiter import LocationGates, RateHint
 from .model import LocationId, Request, Response
 from .retry import RETRYABLE_STATUSES, RetryPolicy, describe_failure, is_retryable, log_retries
 from .timeline import AttemptRecorder
-from .transport import Transport
+
+if TYPE_CHECKING:  # annotations only: aiohttp loads with the runner, not with every job kind
+    from .transport import Transport
 
 __all__ = ["Client", "Exchange", "RunStats", "TokenLookup"]
 

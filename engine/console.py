@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import structlog
 from rich.console import Console
@@ -29,9 +29,11 @@ from rich.table import Table
 from rich.text import Text
 
 from .model import Outcome
-from .overview import Overview, RunIdentity
-from .runner import Summary
-from .timeline import RunSpan
+
+if TYPE_CHECKING:  # annotations only: a run's summary needs neither overviews nor the runner
+    from .overview import Overview, RunIdentity
+    from .result import Summary
+    from .timeline import RunSpan
 
 __all__ = ["ProgressBar", "configure_logging", "render_overview", "render_summary"]
 

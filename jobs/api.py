@@ -24,25 +24,17 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from engine import (
-    AiohttpTransport,
-    CheckSummary,
     ConfigError,
     FileLock,
     JobKind,
     LocationGates,
     Observer,
     Outcome,
-    Overview,
     RunConfig,
     RunResult,
     TokenLookup,
     TokenProvider,
-    Transport,
-    check_job_files,
     load_tokens,
-    run,
-    run_identity,
-    summarize,
 )
 from engine.concurrency import process_bound
 
@@ -53,10 +45,15 @@ from .highlevel import DEFAULT_BASE_URL
 from .kinds import RELATIONS, detect_kind, job_kind
 from .plan import PlanResult, drift_of
 from .relations import RelationsJob
-from .rollback import RollbackPlan
 from .routes import Api
 
+# The runner (with aiohttp), offline checks, rollback plans and report overviews are imported
+# by the functions that use them: a command loads only what it does (validate and report
+# show send nothing, a run checks nothing offline), and start-up costs that much less.
 if TYPE_CHECKING:
+    from engine import CheckSummary, Overview, Transport
+
+    from .rollback import RollbackPlan
     from .sandbox import SandboxConfig
 
 __all__ = [
@@ -111,6 +108,8 @@ async def run_job(
     With ``update_labels`` a definition whose key and objects match a row but whose labels
     differ gets the row's labels (``updated``); without it, it stays as it is (``exists``).
     """
+    from engine import run  # see the note on the imports
+
     name = _kind_name(kind, config.job_files, update_labels=update_labels)
     if sandbox is not None:
         selectors = find_selectors(config.job_files)
@@ -179,6 +178,8 @@ async def plan_job(
     planned outcome (see ``jobs.plan``), in ``config.report`` too if given (its journal says
     it is a plan: no run resumes it and rollback refuses it). ``drift`` lists, per location,
     the USER_DEFINED definitions no row mentions. Close the result (or use ``with``)."""
+    from engine import run  # see the note on the imports
+
     name = _kind_name(None, config.job_files, update_labels=update_labels)
     kind, provider, gates = await _prepare(
         name,
@@ -216,6 +217,8 @@ def validate_job(job_files: Sequence[str], *, problem: Callable[[Outcome], None]
     per location and action. Raises ``ConfigError`` when a file cannot be read."""
     # A template's location rule ("all"...) is checked, not listed: one placeholder stands
     # for its sub-accounts.
+    from engine import check_job_files  # see the note on the imports
+
     kind = job_kind(detect_kind(job_files), directory=Directory(offline=True))
     return check_job_files(kind, job_files, by="action", problem=problem)
 
@@ -242,6 +245,8 @@ async def rollback_job(
     are locked while the rollback runs; one that changed since the plan was made (a run
     resumed it meanwhile) is refused: plan again. Tokens as for :func:`run_job` (``agency``
     mints them)."""
+    from engine import run  # see the note on the imports
+
     server = plan.server(api=None if api is None else Api(api).value, base_url=base_url)
     kind = job_kind(
         plan.kind,
@@ -320,6 +325,8 @@ async def _resolve(
     gates: LocationGates,
 ) -> None:
     """List the sub-accounts the templates' rules mean, before the run reads its files."""
+    from engine import AiohttpTransport  # see the note on the imports
+
     owned = transport is None
     limit = config.concurrency or process_bound()
     used = transport or AiohttpTransport(timeout=config.timeout, limit=limit)
@@ -377,6 +384,8 @@ def report_ok_statuses(reports: Sequence[str]) -> frozenset[str] | None:
     """The outcomes that count as ok in ``reports``, by the job kind their journals name (a
     plan's pending changes too); None when no journal names a kind this package knows (the
     engine's default applies: everything but failed, invalid and not_run)."""
+    from engine import run_identity  # see the note on the imports
+
     ok: set[str] = set()
     for identity in (run_identity(path) for path in reports):
         if identity.kind in _OK_STATUSES:
@@ -389,6 +398,8 @@ def report_ok_statuses(reports: Sequence[str]) -> frozenset[str] | None:
 def report_overview(reports: Sequence[str], **options: Any) -> Overview:
     """Counts, failures grouped by cause and the worst locations of ``reports`` (any
     report, also one still being written): see ``engine.overview.summarize``."""
+    from engine import summarize  # see the note on the imports
+
     return summarize(reports, ok_statuses=report_ok_statuses(reports), **options)
 
 

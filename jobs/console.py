@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
-from engine import CheckSummary, Outcome
-
 from .association_rows import CONFLICT
-from .plan import PlanResult
+
+if TYPE_CHECKING:  # annotations only: a run loads neither offline checks nor plans
+    from engine import CheckSummary, Outcome
+
+    from .plan import PlanResult
 
 __all__ = ["MAX_LOCATIONS", "MAX_PROBLEMS", "render_plan", "render_validation"]
 

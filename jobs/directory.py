@@ -28,7 +28,7 @@ import fnmatch
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import structlog
@@ -43,11 +43,13 @@ from engine import (
     RequestError,
     RetryPolicy,
     RunStopped,
-    Transport,
 )
 
 from .agency import AgencyCredential
 from .highlevel import API_VERSION, error_text, json_body, read_rate
+
+if TYPE_CHECKING:  # annotations only: aiohttp loads with the runner, not with every job kind
+    from engine import Transport
 
 __all__ = ["Directory", "LocationSelector", "SubAccount", "find_selectors", "parse_selector"]
 

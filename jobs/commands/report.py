@@ -4,21 +4,19 @@ write a page of them to open in a browser (``html``)."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import click
 
-from engine import (
-    MergeResult,
-    StorageError,
-    merge_reports,
-    read_timeline,
-    run_identity,
-    timeline_path,
-)
-from engine.console import render_overview
+from engine import StorageError
 
 from ..api import report_overview, report_page
 from .options import usage_errors
+
+# Merging and overviews are imported by the commands that use them: the CLI loads this
+# module for every command (run included), and they cost start-up time.
+if TYPE_CHECKING:
+    from engine import MergeResult
 
 __all__ = ["report_group"]
 
@@ -55,6 +53,8 @@ def merge_command(out: str, reports: tuple[str, ...], partial: bool) -> None:
     ghl-migrate report merge merged.csv shard-0.csv shard-1.csv shard-2.csv shard-3.csv
     ghl-migrate report merge merged.csv reports/shard-*.csv
     """
+    from engine import merge_reports  # see the note on the imports
+
     with usage_errors():
         result = merge_reports(out, reports, partial=partial)
     _merged(result)
@@ -114,6 +114,9 @@ def report_show_command(
     ghl-migrate report show out.csv
     ghl-migrate report show out.csv --causes 30 --examples 10
     """
+    from engine import read_timeline, run_identity, timeline_path  # see the note on the imports
+    from engine.console import render_overview
+
     with usage_errors():
         overview = report_overview(reports, groups=causes, examples=examples)
     runs = read_timeline([timeline_path(r) for r in reports], series=False).runs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,7 +18,6 @@ from engine.cli import execute, junit_option, report_options, run_config
 from ..api import rollback_job
 from ..associations import AssociationsJob
 from ..kinds import RELATIONS
-from ..rollback import RollbackPlan, plan_rollback
 from .options import (
     observed,
     pop_agency,
@@ -27,6 +26,11 @@ from .options import (
     tokens_options,
     usage_errors,
 )
+
+# Rollback plans are imported by the command: the CLI loads this module for every command
+# (run included), and they cost start-up time.
+if TYPE_CHECKING:
+    from ..rollback import RollbackPlan
 
 __all__ = ["rollback_command"]
 
@@ -69,6 +73,8 @@ def rollback_command(
     ghl-migrate rollback out.csv --dry-run
     ghl-migrate rollback out.csv --tokens tokens.csv --report rollback.csv --yes
     """
+    from ..rollback import plan_rollback  # see the note on the imports
+
     agency = pop_agency(options)
     with usage_errors():
         plan = plan_rollback(reports)
