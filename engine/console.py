@@ -1,6 +1,8 @@
 """What a person sees: logging setup, a progress bar, and the end-of-run summary.
 
 All of it goes to stderr except the summary, which is the run's result and goes to stdout.
+Rich's emoji codes are off (``emoji=False``): location names and paths are printed as they
+are (``:smile:`` stays text), and loading rich's table of codes cost every run ~1.5 ms.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class ProgressBar:
             TextColumn("[red]{task.fields[failures]} not ok"),
             TimeElapsedColumn(),
             _EtaColumn(),
-            console=console or Console(stderr=True),
+            console=console or Console(stderr=True, emoji=False),
             transient=False,
         )
         self._task: TaskID | None = None
@@ -144,7 +146,7 @@ def render_summary(
     summary: Summary, *, ok_statuses: frozenset[str], console: Console | None = None
 ) -> None:
     """Counts per outcome, the locations with problems, time and requests, at a glance."""
-    out = console or Console(highlight=False, soft_wrap=True)
+    out = console or Console(highlight=False, soft_wrap=True, emoji=False)
     table = Table(title=None, show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("outcome")
     table.add_column("records", justify="right")
@@ -252,7 +254,7 @@ def render_overview(
     """A report at a glance (``report show``): who made it, outcome counts, the records not
     ok grouped by cause with a few example rows, and the worst locations. Report values
     are printed as text, never as markup."""
-    out = console or Console(highlight=False, soft_wrap=True)
+    out = console or Console(highlight=False, soft_wrap=True, emoji=False)
     for identity in identities:
         line = Text(f"report {identity.report}: ", style="bold")
         if identity.problem:

@@ -34,7 +34,7 @@ _STYLE = {"create": "green", "update": "yellow", "delete": "red", CONFLICT: "red
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, emoji=False)  # as engine.console's
 
 
 def _table(first: Iterable[str], numbers: Iterable[str]) -> Table:
