@@ -20,7 +20,7 @@ import anyio
 import click
 
 from .concurrency import PROCESS_BOUND
-from .console import ProgressBar, configure_logging, render_summary
+from .console import configure_logging, render_summary
 from .errors import ConfigError, StorageError
 from .limiter import parse_rate
 from .result import Observer, RunConfig, RunResult
@@ -227,7 +227,11 @@ def start_run(
     (records not in ``ok_statuses`` count as not ok); errors become exit code 2."""
     configure_logging(options["log_format"], verbose=options["verbose"])
     progress = not options["no_progress"] and sys.stderr.isatty()
-    bar = ProgressBar(ok_statuses) if progress else None
+    bar = None
+    if progress:
+        from .progress import ProgressBar  # rich's progress loads only to draw a bar
+
+        bar = ProgressBar(ok_statuses)
     try:
         return anyio.run(start, bar, backend="asyncio")
     except ConfigError as exc:

@@ -1,4 +1,5 @@
-"""What a person sees: logging setup, a progress bar, and the end-of-run summary.
+"""What a person sees: logging setup and the end-of-run summary (the progress bar is in
+:mod:`engine.progress`).
 
 All of it goes to stderr except the summary, which is the run's result and goes to stdout.
 Rich's emoji codes are off (``emoji=False``): location names and paths are printed as they
@@ -17,27 +18,15 @@ from typing import TYPE_CHECKING, TextIO
 import structlog
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 from rich.text import Text
-
-from .model import Outcome
 
 if TYPE_CHECKING:  # annotations only: a run's summary needs neither overviews nor the runner
     from .overview import Overview, RunIdentity
     from .result import Summary
     from .timeline import RunSpan
 
-__all__ = ["ProgressBar", "configure_logging", "render_overview", "render_summary"]
+__all__ = ["configure_logging", "render_overview", "render_summary"]
 
 
 class _Stderr(io.TextIOBase):
@@ -80,66 +69,6 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-
-
-def _rate(task: Task) -> float:
-    """Records per second finished by this run (not counting those resumed as done)."""
-    elapsed = task.elapsed or 0.0
-    done = task.completed - task.fields.get("resumed", 0)
-    return done / elapsed if elapsed > 0 else 0.0
-
-
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{_rate(task):>7.1f}/s")
-
-
-class _EtaColumn(ProgressColumn):
-    """Time left at this run's average pace (bursty pacing fools a windowed speed)."""
-
-    def render(self, task: Task) -> Text:
-        rate = _rate(task)
-        if task.total is None or rate <= 0:
-            return Text("ETA -:--:--")
-        left = int((task.total - task.completed) / rate)
-        return Text(f"ETA {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}")
-
-
-class ProgressBar:
-    """A runner ``Observer`` drawing records done / total, rate, ETA and failures so far."""
-
-    def __init__(self, ok_statuses: frozenset[str], *, console: Console | None = None) -> None:
-        self._ok = ok_statuses
-        self._failures = 0
-        self._progress = Progress(
-            TextColumn("[bold]records"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _RateColumn(),
-            TextColumn("[red]{task.fields[failures]} not ok"),
-            TimeElapsedColumn(),
-            _EtaColumn(),
-            console=console or Console(stderr=True, emoji=False),
-            transient=False,
-        )
-        self._task: TaskID | None = None
-
-    def started(self, total: int, done: int) -> None:
-        self._progress.start()
-        self._task = self._progress.add_task(
-            "run", total=total, completed=done, failures=0, rate=0.0
-        )
-
-    def finished(self, outcome: Outcome) -> None:
-        if self._task is None:
-            return
-        if outcome.status not in self._ok:
-            self._failures += 1
-        self._progress.update(self._task, advance=1, failures=self._failures)
-
-    def close(self) -> None:
-        """Stop drawing."""
-        self._progress.stop()
 
 
 def render_summary(

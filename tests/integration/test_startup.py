@@ -37,6 +37,7 @@ NOT_FOR_A_RUN = (
     "jinja2",
     "pygal",
     "xml",  # a JUnit file is written without it
+    "rich.progress",  # the bar, drawn only on a terminal (this run's stderr is a file)
 )
 #: what only sending requests needs: commands that send nothing load none of it
 NOT_WITHOUT_SENDING = ("aiohttp", "engine.transport", "engine.runner")
@@ -68,8 +69,9 @@ def _among(loaded: list[str], prefixes: tuple[str, ...]) -> list[str]:
 
 
 async def test_each_command_loads_only_what_it_does(sandbox: Sandbox, tmp_path: Path) -> None:
-    """A run loads no offline checks, merging, overviews, pages or rollback plans; validate,
-    report show and --help load no HTTP client (aiohttp) and no runner."""
+    """A run loads no offline checks, merging, overviews, pages, rollback plans or progress
+    bar (off a terminal); validate, report show and --help load no HTTP client (aiohttp)
+    and no runner."""
     job = tmp_path / "job.csv"
     job.write_text(
         "location_id,action,key,first_object_key,first_object_label,second_object_key,"
