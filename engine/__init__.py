@@ -59,13 +59,8 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
     from .runner import Runner, run
     from .shard import Shard, ShardSet, shard_of
     from .steps import Planned, Send, Steps, Write
-    from .timeline import (
-        AttemptRecorder,
-        TimelineView,
-        TimelineWriter,
-        read_timeline,
-        timeline_path,
-    )
+    from .timeline import AttemptRecorder, TimelineWriter, timeline_path
+    from .timeline_view import TimelineView, read_timeline
     from .tokens import load_tokens
     from .transport import AiohttpTransport, Transport
 
@@ -114,13 +109,8 @@ _MODULES = {
     "runner": ("Runner", "run"),
     "shard": ("Shard", "ShardSet", "shard_of"),
     "steps": ("Planned", "Send", "Steps", "Write"),
-    "timeline": (
-        "AttemptRecorder",
-        "TimelineView",
-        "TimelineWriter",
-        "read_timeline",
-        "timeline_path",
-    ),
+    "timeline": ("AttemptRecorder", "TimelineWriter", "timeline_path"),
+    "timeline_view": ("TimelineView", "read_timeline"),
     "tokens": ("load_tokens",),
     "transport": ("AiohttpTransport", "Transport"),
 }

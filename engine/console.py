@@ -24,7 +24,7 @@ from rich.text import Text
 if TYPE_CHECKING:  # annotations only: a run's summary needs neither overviews nor the runner
     from .overview import Overview, RunIdentity
     from .result import Summary
-    from .timeline import RunSpan
+    from .timeline_view import RunSpan
 
 __all__ = ["configure_logging", "render_overview", "render_summary"]
 

@@ -52,7 +52,8 @@ from .journal import journal_entries, journal_meta, journal_path, write_journal
 from .lock import FileLock
 from .report import ReportFormat, iter_report, report_format, write_report_atomically
 from .shard import ShardSet, shard_of
-from .timeline import merge_timelines, timeline_path
+from .timeline import timeline_path
+from .timeline_view import merge_timelines
 
 __all__ = ["MergeResult", "merge_reports"]
 

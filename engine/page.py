@@ -7,9 +7,10 @@ any time, also for a run still going or killed:
   failures grouped by cause with their rows;
 - the journal's first line (:mod:`engine.journal`): the job kind and its settings (API,
   base URL), the job files and their digests; never a token (a journal holds none);
-- the timeline (:mod:`engine.timeline`): when each run started and ended and its exit code,
-  requests, 429s, retries and time per location, and requests per second against each
-  location's known limit. A report without one (an older release) gets a page without it.
+- the timeline (:mod:`engine.timeline`, read by :mod:`engine.timeline_view`): when each run
+  started and ended and its exit code, requests, 429s, retries and time per location, and
+  requests per second against each location's known limit. A report without one (an older
+  release) gets a page without it.
 
 One file that works offline: no CDN, no external font, no fetched script; charts are inline
 SVG made by pygal (with ``js=[]``: pygal's tooltips would fetch a script, so there are
@@ -41,7 +42,8 @@ from markupsafe import Markup
 from .errors import ConfigError, StorageError
 from .journal import journal_path
 from .overview import NAME_COLUMN, LocationSummary, Overview, run_identity, summarize
-from .timeline import Bin, LocationActivity, Series, TimelineView, read_timeline, timeline_path
+from .timeline import timeline_path
+from .timeline_view import Bin, LocationActivity, Series, TimelineView, read_timeline
 
 __all__ = ["check_page_path", "render_page", "write_page"]
 

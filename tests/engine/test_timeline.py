@@ -10,7 +10,8 @@ import pytest
 import structlog
 
 from engine import Client, LocationGates, RateHint, Request, Response, RetryPolicy
-from engine.timeline import FIELDS, TimelineWriter, merge_timelines, read_timeline
+from engine.timeline import FIELDS, TimelineWriter
+from engine.timeline_view import merge_timelines, read_timeline
 from tests.fakes import FakeClock, FakeTransport
 
 

@@ -33,6 +33,7 @@ NOT_FOR_A_RUN = (
     "engine.merge",  # report merge
     "engine.overview",  # report show
     "engine.page",  # --html, report html
+    "engine.timeline_view",  # a page, report show, report merge: a run only writes one
     "jobs.rollback",  # rollback
     "jinja2",
     "pygal",
