@@ -42,6 +42,13 @@ sandbox-relations, sandbox-relations-scale
     deletes at full speed, 50,000 relations in one location, and 1,000,000 over 1,000
     locations; requests/s, the sandbox's CPU per request and its memory per relation. See
     ``sandbox_load.py``.
+sandbox-many
+    The sandbox itself under the requests of issue 9's ``many`` scenario (no engine): per
+    location ``GET /objects/``, two list pages and N/L creates, every location at once from a
+    bare aiohttp client (512 connections); once against a sandbox with the documented limits
+    and 50-150 ms answers (``--time-scale`` scales them), once with limits off; ``--repeat``
+    runs of each, alternating, each on a fresh sandbox. The sandbox's CPU per request, median.
+    See ``sandbox_load.py``.
 report
     Reading a large report back (no sandbox): ``report show``'s summary (``summarize``) and
     ``report html``'s page (``write_page``) of a synthetic report of N records over L
@@ -632,6 +639,10 @@ def worker_main(spec_path: str, out_path: str) -> None:
         from tests.bench.sandbox_load import load_worker
 
         result = load_worker(spec)
+    elif spec["kind"] == "sandbox-mix":  # the many benchmark's requests: see sandbox_load.py
+        from tests.bench.sandbox_load import mix_worker
+
+        result = mix_worker(spec)
     elif spec["kind"] == "plan":  # a rollback plan: see relations_bench.py
         from tests.bench.relations_bench import plan_worker
 
@@ -1134,6 +1145,10 @@ def render(
 
             title = f"{number}. Sandbox, relation routes"
             out += render_load(title, results[name], elapsed[name])
+    if "sandbox-many" in results:
+        from tests.bench.sandbox_load import render_mix
+
+        out += render_mix(results["sandbox-many"], elapsed["sandbox-many"])
     if "relations-pacing" in results or "relations-scale" in results:
         from tests.bench.relations_bench import render_relations
 
@@ -1190,6 +1205,7 @@ SCENARIOS = (
     "sandbox",
     "sandbox-relations",
     "sandbox-relations-scale",
+    "sandbox-many",
     "relations-pacing",
     "relations-scale",
     "report",
@@ -1202,6 +1218,7 @@ DEFAULTS = ADAPT_DEFAULTS | {
     "sandbox": {"records": 50_000, "locations": 1},
     "sandbox-relations": {"records": 50_000, "locations": 1},  # see sandbox_load.py
     "sandbox-relations-scale": {"records": 1_000_000, "locations": 1_000},
+    "sandbox-many": {"records": 2_000, "locations": 400},  # issue 9's many; sandbox_load.py
     "relations-pacing": {"records": 5_000, "locations": 1},  # see relations_bench.py
     "relations-scale": {"records": 1_000_000, "locations": 1_000},
     "report": {"records": 1_000_000, "locations": 300},
@@ -1230,13 +1247,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="pacing, relations-pacing: the sandbox's limit (default 50/1s, 100/1s)",
     )
     parser.add_argument(
-        "--repeat", type=int, default=3, help="overhead: runs of each client; the median counts"
+        "--repeat",
+        type=int,
+        default=3,
+        help="overhead, cpu, sandbox-many: runs of each variant; the median counts",
     )
     parser.add_argument(
         "--time-scale",
         type=float,
         default=1.0,
-        help="adapt.py's scenarios: multiply their intervals, latencies and durations",
+        help="adapt.py's scenarios, sandbox-many: multiply intervals, latencies, durations",
     )
     parser.add_argument(
         "--quick",
@@ -1313,6 +1333,13 @@ def _run_scenario(name: str, workdir: Path, size: dict[str, int], args: argparse
         return run_relations_scale(workdir, **size, concurrency=args.concurrency)
     if name == "report":
         return run_report(workdir, **size)
+    if name == "sandbox-many":
+        from tests.bench.sandbox_load import MIX_CONCURRENCY, run_sandbox_mix
+
+        concurrency = args.concurrency or MIX_CONCURRENCY
+        return run_sandbox_mix(
+            workdir, **size, concurrency=concurrency, repeat=args.repeat, scale=args.time_scale
+        )
     if name.startswith("sandbox-relations"):
         from tests.bench.sandbox_load import run_sandbox_load
 

@@ -1,4 +1,4 @@
-"""The sandbox's own throughput and memory on the relation routes (scenarios of bench.py).
+"""The sandbox's own throughput, CPU and memory under load (scenarios of bench.py).
 
 The engine is not involved: a minimal aiohttp client (a fresh worker process, pinned to its
 own CPU when there are two) sends relation creates round-robin over the locations, then
@@ -16,6 +16,13 @@ sandbox-relations
     50,000 relations in one location: requests/s per phase (target ≥ 3,000).
 sandbox-relations-scale
     1,000,000 relations over 1,000 locations: the sandbox's memory per relation.
+sandbox-many
+    The requests of issue 9's ``many`` scenario without the engine: per location
+    ``GET /objects/``, the definitions' two list pages and N/L creates, one after another,
+    every location at once (512 connections). Against a sandbox with the documented limits
+    and answers delayed 50-150 ms (as in ``many``), and against one with limits off; each
+    ``--repeat`` times, alternating, on a fresh sandbox. The sandbox's CPU per request, read
+    around the load alone (not its start-up, its tokens or its shutdown), median of the runs.
 """
 
 from __future__ import annotations
@@ -281,4 +288,193 @@ def render_load(title: str, result: SandboxLoadResult, elapsed: float) -> list[s
         f"capacity {slowest:,.0f}/s → {bench._verdict(slowest >= bench.SANDBOX_TARGET)}.",
         "",
     ]
+    return out
+
+
+# -- the "many" benchmark's requests, against the sandbox alone ---------------------------------
+
+#: (label, --rate-limit, --latency in ms or None; --time-scale multiplies the latency)
+MIX_VARIANTS: tuple[tuple[str, str, tuple[float, float] | None], ...] = (
+    ("many", "100/10000ms", (50.0, 150.0)),  # issue 9's "many": limits on, answers 50-150 ms
+    ("limits off", "0", None),
+)
+MIX_CONCURRENCY = 512  # connections: every location at once, as the engine's many run does
+
+
+@dataclass(slots=True)
+class MixRun:
+    """One run of the mix against a fresh sandbox."""
+
+    requests: int
+    statuses: dict[str, int]
+    wall: float  # seconds
+    sandbox_cpu: float  # seconds of the sandbox's CPU during the load
+    client_cpu: float  # seconds of the worker's CPU during the load
+
+    @property
+    def sandbox_us(self) -> float:
+        """The sandbox's CPU microseconds per request."""
+        return self.sandbox_cpu * 1e6 / max(self.requests, 1)
+
+
+@dataclass(slots=True)
+class MixResult:
+    """Runs of each variant, alternating; the median counts."""
+
+    locations: int
+    per_location: int
+    concurrency: int
+    latency: tuple[float, float]  # ms, of the "many" variant (after --time-scale)
+    runs: dict[str, list[MixRun]] = field(default_factory=dict)
+
+    @property
+    def median_us(self) -> dict[str, float]:
+        """The sandbox's CPU µs per request of each variant, median of its runs."""
+        return {
+            label: sorted(r.sandbox_us for r in runs)[len(runs) // 2]
+            for label, runs in self.runs.items()
+        }
+
+
+def run_sandbox_mix(
+    workdir: Path,
+    *,
+    records: int = 2_000,
+    locations: int = 400,
+    concurrency: int = MIX_CONCURRENCY,
+    repeat: int = 3,
+    scale: float = 1.0,
+) -> MixResult:
+    """The requests of issue 9's many benchmark from a bare client, each run on a fresh
+    sandbox: per location the objects, two list pages and ``records / locations`` creates."""
+    per_location = max(1, records // locations)
+    low, high = MIX_VARIANTS[0][2] or (0.0, 0.0)
+    result = MixResult(locations, per_location, concurrency, (low * scale, high * scale))
+    for n in range(repeat):
+        for label, rate, latency in MIX_VARIANTS:
+            extra = (
+                ("--latency", f"{latency[0] * scale:g}-{latency[1] * scale:g}") if latency else ()
+            )
+            name = f"sandbox-mix-{label.replace(' ', '-')}-{n}"
+            with bench.SandboxProcess(
+                workdir, rate_limit=rate, name=f"{name}.sandbox", extra=extra
+            ) as sandbox:
+                ids = bench.location_ids("mix", locations)
+                spec = {
+                    "kind": "sandbox-mix",
+                    "base_url": sandbox.url,
+                    "sandbox_pid": sandbox.pid,
+                    "tokens": sandbox.issue_tokens(ids),
+                    "per_location": per_location,
+                    "concurrency": concurrency,
+                }
+                raw, _ = bench._spawn_worker(spec, workdir, name, timeout=3600)
+            result.runs.setdefault(label, []).append(MixRun(**raw))
+    return result
+
+
+def mix_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Per location, what the engine sends in the many benchmark: ``GET /objects/``, the
+    definitions' list pages until an empty one (two), then the creates, one after another;
+    every location at once. The sandbox's CPU is read around the whole load."""
+    import asyncio
+    import resource
+    from collections import Counter
+
+    import aiohttp
+    import orjson
+
+    url, pid = spec["base_url"], spec["sandbox_pid"]
+    tokens: dict[str, str] = spec["tokens"]
+    per_location, concurrency = spec["per_location"], spec["concurrency"]
+    statuses: Counter[str] = Counter()
+    rows: dict[str, list[dict[str, str]]] = {location: [] for location in tokens}
+    for row in bench.job_rows(list(tokens), per_location):
+        rows[row["location_id"]].append(row)
+
+    async def location(session: aiohttp.ClientSession, location_id: str) -> None:
+        headers = {
+            "Version": bench.API_VERSION,
+            "Accept": "application/json",
+            "Authorization": f"Bearer {tokens[location_id]}",
+        }
+        body_headers = headers | {"Content-Type": "application/json"}
+        query = f"locationId={location_id}"
+        async with session.get(f"{url}/objects/?{query}", headers=headers) as resp:
+            await resp.read()
+            statuses[str(resp.status)] += 1
+        skip = 0
+        while True:
+            page = f"{url}/associations/?{query}&skip={skip}&limit=100"
+            async with session.get(page, headers=headers) as resp:
+                found = orjson.loads(await resp.read()).get("associations", [])
+                statuses[str(resp.status)] += 1
+            if not found:
+                break
+            skip += len(found)
+        for row in rows[location_id]:
+            body = {
+                "locationId": location_id,
+                "key": row["key"],
+                "firstObjectKey": row["first_object_key"],
+                "firstObjectLabel": row["first_object_label"],
+                "secondObjectKey": row["second_object_key"],
+                "secondObjectLabel": row["second_object_label"],
+            }
+            data = orjson.dumps(body)
+            async with session.post(f"{url}/associations/", data=data, headers=body_headers) as r:
+                await r.read()
+                statuses[str(r.status)] += 1
+
+    out: dict[str, Any] = {}
+
+    async def main() -> None:
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            cpu_before = _sandbox_cpu(pid)
+            own_before = resource.getrusage(resource.RUSAGE_SELF)
+            started = time.perf_counter()
+            await asyncio.gather(*(location(session, loc) for loc in tokens))
+            wall = time.perf_counter() - started
+            own_after = resource.getrusage(resource.RUSAGE_SELF)
+            out.update(
+                requests=sum(statuses.values()),
+                statuses=dict(sorted(statuses.items())),
+                wall=wall,
+                sandbox_cpu=_sandbox_cpu(pid) - cpu_before,
+                client_cpu=own_after.ru_utime + own_after.ru_stime
+                - own_before.ru_utime - own_before.ru_stime,
+            )  # fmt: skip
+
+    asyncio.run(main())
+    return out
+
+
+def render_mix(result: MixResult, elapsed: float) -> list[str]:
+    """The scenario's section of the benchmark's Markdown."""
+    r = result
+    low, high = r.latency
+    out = [
+        f"### 10. Sandbox, the many benchmark's requests: {r.locations:,} locations x "
+        f"(objects, 2 list pages, {r.per_location} creates), bare aiohttp client, "
+        f"{r.concurrency} connections ({elapsed:.0f} s)",
+        "",
+        "| sandbox | runs | answers (last run) | wall s | sandbox CPU µs / request, each run "
+        "| **median** |",
+        "|---|---:|---|---|---|---:|",
+    ]
+    medians = r.median_us
+    for label, rate, latency in MIX_VARIANTS:
+        runs = r.runs.get(label, [])
+        if not runs:
+            continue
+        options = f"`--rate-limit {rate}`" + (f" `--latency {low:g}-{high:g}`" if latency else "")
+        answers = ", ".join(f"{k} {v:,}" for k, v in runs[-1].statuses.items())
+        walls = " / ".join(f"{run.wall:.2f}" for run in runs)
+        each = " / ".join(f"{run.sandbox_us:.0f}" for run in runs)
+        out.append(
+            f"| {label}: {options} | {len(runs)} | {answers} | {walls} | {each} "
+            f"| **{medians[label]:.0f}** |"
+        )
+    out.append("")
     return out

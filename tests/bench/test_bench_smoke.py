@@ -50,6 +50,7 @@ def test_every_scenario_runs_and_reports_numbers(
     table = capsys.readouterr().out
     headings = ("### 1. Overhead", "### 2. Pacing", "### 3. Scale", "### 4. Sandbox")
     headings += ("### 7. Relations, paced", "### 8. Relations at scale", "### 9. Report")
+    headings += ("### 10. Sandbox, the many benchmark's requests",)
     headings += ("### Contention", "### Kill and resume", "### Throttled token")
     headings += ("### Honest limits", "### Many locations", "### CPU as users pay it")
     for heading in (*headings, "- machine:"):
@@ -143,3 +144,15 @@ def test_every_scenario_runs_and_reports_numbers(
     assert sum(report["show"]["counts"].values()) == 200
     assert 0 < report["html"]["page_bytes"] < 2_000_000
     assert report["html"]["peak_rss_kb"] > 0
+
+    mix = results["sandbox-many"]
+    assert (mix["locations"], mix["per_location"]) == (5, 40)
+    assert mix["latency"] == [2.5, 7.5]  # 50-150 ms at time scale 0.05
+    for label in ("many", "limits off"):
+        (run,) = mix["runs"][label]
+        # per location: the objects, two list pages (the second one empty), 40 creates
+        assert run["statuses"] == {"200": 15, "201": 200}
+        assert run["requests"] == 215
+        assert run["wall"] > 0
+        assert run["sandbox_cpu"] >= 0
+        assert mix["median_us"][label] == run["sandbox_cpu"] * 1e6 / 215
