@@ -141,6 +141,19 @@ def _sandbox_cpu(pid: int) -> float:
     return seconds
 
 
+def _sandbox_cpu_precise(pid: int) -> float:
+    """Seconds of CPU the sandbox has used, to the nanosecond: the scheduler's run time of
+    each of its threads (``/proc/<pid>/task/*/schedstat``), where ``/proc/<pid>/stat``
+    counts in ticks of 10 ms (3% of a 3,200-request load); ticks where schedstat is missing."""
+    try:
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _sandbox_cpu(pid)
+    return total / 1e9
+
+
 def _proc_rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -431,7 +444,7 @@ def mix_worker(spec: dict[str, Any]) -> dict[str, Any]:
     async def main() -> None:
         connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            cpu_before = _sandbox_cpu(pid)
+            cpu_before = _sandbox_cpu_precise(pid)
             own_before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
             await asyncio.gather(*(location(session, loc) for loc in tokens))
@@ -441,7 +454,7 @@ def mix_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 requests=sum(statuses.values()),
                 statuses=dict(sorted(statuses.items())),
                 wall=wall,
-                sandbox_cpu=_sandbox_cpu(pid) - cpu_before,
+                sandbox_cpu=_sandbox_cpu_precise(pid) - cpu_before,
                 client_cpu=own_after.ru_utime + own_after.ru_stime
                 - own_before.ru_utime - own_before.ru_stime,
             )  # fmt: skip
