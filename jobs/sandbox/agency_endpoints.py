@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .agency import Agencies, Company, Principal
 from .config import SandboxConfig
+from .front import ApiRequest
 from .pipeline import Context, Endpoint
 from .responses import ApiError, json_response
 from .store import Location
@@ -44,6 +45,9 @@ class AgencyEndpoints:
         self._config = config
         self._agencies = agencies
 
+    #: the routes whose handler reads a form body (``request.post()``): aiohttp serves them
+    form_routes = frozenset({("POST", "/oauth/locationToken")})
+
     def routes(self) -> list[tuple[str, str, Endpoint]]:
         """(method, path, handler) for every agency route."""
         return [
@@ -61,7 +65,7 @@ class AgencyEndpoints:
 
     @staticmethod
     def _query(
-        request: web.Request, allowed: tuple[str, ...], required: tuple[str, ...] = ()
+        request: ApiRequest, allowed: tuple[str, ...], required: tuple[str, ...] = ()
     ) -> dict[str, str]:
         """The query, validated: unknown or repeated parameters, numbers, booleans (422)."""
         query = request.query
@@ -101,7 +105,7 @@ class AgencyEndpoints:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    async def _location_token(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _location_token(self, request: ApiRequest, ctx: Context) -> web.Response:
         """Body form-urlencoded (spec); a JSON body has no form fields, so it fails with 422."""
         form = await request.post()
         errors = [f"property {name} should not exist" for name in form if name not in _MINT_FIELDS]
@@ -122,7 +126,7 @@ class AgencyEndpoints:
         ctx.applied = True
         return json_response(answer)
 
-    async def _search(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _search(self, request: ApiRequest, ctx: Context) -> web.Response:
         """The company's sub-accounts; a location token sees only its own location."""
         query = self._query(request, _SEARCH_PARAMS)
         principal = self._principal(ctx)
@@ -141,7 +145,7 @@ class AgencyEndpoints:
         page = self._page(found, query, 10)
         return json_response({"locations": [_location_json(loc) for loc in page]})
 
-    async def _installed(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _installed(self, request: ApiRequest, ctx: Context) -> web.Response:
         """Where the app is: ``isInstalled=true`` keeps only those, ``query`` matches names."""
         query = self._query(request, _INSTALLED_PARAMS, required=("companyId", "appId"))
         company: Company = self._agencies.company_of(self._principal(ctx), query["companyId"])

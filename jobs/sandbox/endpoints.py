@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .config import SandboxConfig, SandboxStats
+from .front import ApiRequest
 from .pipeline import Context, Endpoint
 from .responses import ApiError, json_response
 from .store import Association, Location, Store
@@ -75,7 +76,7 @@ class Endpoints:
 
     def _prepare(
         self,
-        request: web.Request,
+        request: ApiRequest,
         ctx: Context,
         body: dict[str, Any] | None = None,
         *,
@@ -106,7 +107,7 @@ class Endpoints:
     # the relation routes (relation_endpoints.py) share the guard and the query validation
     guard, prepare = _guard, _prepare
 
-    def _located(self, request: web.Request, ctx: Context) -> Location:
+    def _located(self, request: ApiRequest, ctx: Context) -> Location:
         """For routes whose only query parameter is a required locationId."""
         _, location = self._prepare(request, ctx, allowed=("locationId",), required=("locationId",))
         assert location is not None
@@ -137,13 +138,13 @@ class Endpoints:
 
     # -- endpoints ---------------------------------------------------------------------
 
-    async def _official_create(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _official_create(self, request: ApiRequest, ctx: Context) -> web.Response:
         body = await read_body(request)
         _, location = self._prepare(request, ctx, body)
         fields = body_fields(body, _OFFICIAL_CREATE_FIELDS)
         return self._create_endpoint(ctx, location, fields, conflict_status=400, wrap=False)
 
-    async def _guide_create(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _guide_create(self, request: ApiRequest, ctx: Context) -> web.Response:
         body = await read_body(request)
         _, location = self._prepare(request, ctx, body)
         fields = body_fields(body, _GUIDE_CREATE_FIELDS, _GUIDE_OPTIONAL_FIELDS)
@@ -172,7 +173,7 @@ class Endpoints:
         data = created.to_json()
         return json_response({"association": data} if wrap else data, status=201)
 
-    async def _official_list(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _official_list(self, request: ApiRequest, ctx: Context) -> web.Response:
         names = ("locationId", "skip", "limit")
         query, location = self._prepare(request, ctx, allowed=names, required=names)
         assert location is not None
@@ -183,22 +184,22 @@ class Endpoints:
         trace_id = str(uuid.uuid4())
         return json_response({"associations": page, "total": total, "traceId": trace_id})
 
-    async def _guide_list(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _guide_list(self, request: ApiRequest, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
         return json_response(
             {"associations": [a.to_json() for a in location.associations.values()]}
         )
 
-    async def _official_by_key(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _official_by_key(self, request: ApiRequest, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
         return json_response(self._by_key(location, request.match_info["key"]).to_json())
 
-    async def _guide_by_key(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _guide_by_key(self, request: ApiRequest, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
         found = self._by_key(location, request.match_info["key"])
         return json_response({"association": found.to_json()})
 
-    async def _official_by_object(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _official_by_object(self, request: ApiRequest, ctx: Context) -> web.Response:
         # the spec marks locationId optional here: without it, the token's location
         _, location = self._prepare(request, ctx, allowed=("locationId",))
         if location is None:
@@ -206,16 +207,16 @@ class Endpoints:
             location = self._guard(ctx, ctx.token_location)
         return self._with_object(location, request.match_info["object_key"])
 
-    async def _guide_by_object(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _guide_by_object(self, request: ApiRequest, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
         return self._with_object(location, request.match_info["object_key"])
 
-    async def _official_get(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _official_get(self, request: ApiRequest, ctx: Context) -> web.Response:
         self._prepare(request, ctx)
         _, association = self._by_id(ctx, request.match_info["id"])
         return json_response(association.to_json())
 
-    async def _official_update(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _official_update(self, request: ApiRequest, ctx: Context) -> web.Response:
         body = await read_body(request)
         self._prepare(request, ctx, body)
         fields = body_fields(body, _UPDATE_FIELDS)
@@ -228,7 +229,7 @@ class Endpoints:
         ctx.applied = True
         return json_response(association.to_json())
 
-    async def _delete(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _delete(self, request: ApiRequest, ctx: Context) -> web.Response:
         self._prepare(request, ctx)
         location, association = self._by_id(ctx, request.match_info["id"])
         if association.association_type == "SYSTEM_DEFINED":
@@ -240,6 +241,6 @@ class Endpoints:
         message = "Association deleted successfully"
         return json_response({"deleted": True, "id": association.id, "message": message})
 
-    async def _objects(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _objects(self, request: ApiRequest, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
         return json_response({"objects": [o.to_json() for o in location.objects.values()]})

@@ -15,6 +15,8 @@ from http import HTTPStatus
 import orjson
 from aiohttp import web
 
+from .front import ApiRequest
+
 __all__ = ["FaultDice", "FaultPlan", "drop_connection", "gateway_error"]
 
 _FAIL_STATUSES = (500, 502, 503, 504)
@@ -83,7 +85,7 @@ def gateway_error(status: int, *, html: bool) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
 
 
-def drop_connection(request: web.Request) -> web.Response:
+def drop_connection(request: ApiRequest) -> web.Response:
     """Close the connection under the request without answering.
 
     The client sees a disconnect (``aiohttp.ServerDisconnectedError``), never a status.

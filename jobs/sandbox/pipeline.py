@@ -13,11 +13,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler as AiohttpHandler
 
 from .agency import Agencies, Audience, Principal, audience_of, check_access, required_scope
 from .config import LoggedRequest, SandboxConfig, SandboxStats
 from .faults import FaultDice, drop_connection, gateway_error
+from .front import ApiRequest, Handler
 from .limits import RateLimiter
 from .responses import ApiError
 from .store import Store
@@ -43,7 +44,7 @@ class Context:
     faults: list[str] = field(default_factory=list)
 
 
-Endpoint = Callable[[web.Request, Context], Awaitable[web.Response]]
+Endpoint = Callable[[ApiRequest, Context], Awaitable[web.Response]]
 
 
 class Pipeline:
@@ -73,10 +74,17 @@ class Pipeline:
         )
 
     @web.middleware
-    async def unknown_routes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Step 1: an unknown path or method answers 404 (admin routes excepted)."""
+    async def unknown_routes(
+        self, request: web.Request, handler: AiohttpHandler
+    ) -> web.StreamResponse:
+        """Step 1 for aiohttp's router: what it does not match (admin routes excepted) goes
+        to :meth:`unknown`."""
         if request.match_info.http_exception is None or request.path.startswith("/_sandbox/"):
             return await handler(request)
+        return await self.unknown(request)
+
+    async def unknown(self, request: ApiRequest) -> web.Response:
+        """Step 1: a path or method no API route takes answers 404, counted and logged."""
         self._stats.requests += 1
         error = ApiError(404, f"Cannot {request.method} {request.path}")
         self._log.append(
@@ -98,7 +106,7 @@ class Pipeline:
         the pipeline, counted and logged."""
         audience, scope = audience_of(path), required_scope(method, path)
 
-        async def handle(request: web.Request) -> web.StreamResponse:
+        async def handle(request: ApiRequest) -> web.StreamResponse:
             ctx = Context(request.method, request.path, self._config.clock())
             self._stats.requests += 1
             try:
@@ -124,7 +132,7 @@ class Pipeline:
         return handle
 
     async def _run(
-        self, request: web.Request, ctx: Context, endpoint: Endpoint, audience: Audience, scope: str
+        self, request: ApiRequest, ctx: Context, endpoint: Endpoint, audience: Audience, scope: str
     ) -> web.Response:
         """Steps 2 to 9 of the package docs."""
         headers: dict[str, str] = {}
@@ -169,7 +177,7 @@ class Pipeline:
         ctx.faults.append(kind)
         self._stats.faults_injected[kind] = self._stats.faults_injected.get(kind, 0) + 1
 
-    def _authenticate(self, request: web.Request) -> Principal:
+    def _authenticate(self, request: ApiRequest) -> Principal:
         """Who the request's token speaks for, after the Version header check."""
         if request.headers.get("Version") != _API_VERSION:
             raise ApiError(401, "version header was not found.")

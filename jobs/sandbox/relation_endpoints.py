@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .config import SandboxConfig
 from .endpoints import Endpoints
+from .front import ApiRequest
 from .pipeline import Context, Endpoint
 from .relation_store import RelationStore
 from .responses import ApiError, json_response
@@ -58,7 +59,7 @@ class RelationEndpoints:
             raise ApiError(404, "Association not found")
         return self._definitions.guard(ctx, owner).associations[association_id]  # 403
 
-    async def _create(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _create(self, request: ApiRequest, ctx: Context) -> web.Response:
         body = await read_body(request)
         self._definitions.prepare(request, ctx, body)  # locationId in the query: 422
         fields = body_fields(body, _CREATE_FIELDS)
@@ -73,7 +74,7 @@ class RelationEndpoints:
             status=self._config.relation_status,
         )
 
-    async def _of_record(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _of_record(self, request: ApiRequest, ctx: Context) -> web.Response:
         query, location = self._definitions.prepare(
             request, ctx, allowed=_LIST_QUERY, required=_LIST_QUERY[:-1]
         )
@@ -88,7 +89,7 @@ class RelationEndpoints:
         page = [self._relations.to_json(r) for r in found[skip : skip + size]]
         return json_response({"relations": page, "total": len(found)})
 
-    async def _delete(self, request: web.Request, ctx: Context) -> web.Response:
+    async def _delete(self, request: ApiRequest, ctx: Context) -> web.Response:
         self._definitions.prepare(request, ctx, allowed=("locationId",), required=("locationId",))
         relation = self._relations.find(request.match_info["relation_id"])
         if relation is None:

@@ -7,12 +7,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .front import ApiRequest
 from .responses import ApiError
 
 __all__ = ["admin_body", "body_fields", "query_error", "read_body"]
 
 
-async def read_body(request: web.Request) -> dict[str, Any]:
+async def read_body(request: ApiRequest) -> dict[str, Any]:
     """The JSON body; like Express's body parser, ignored unless sent as application/json."""
     raw = await request.read()
     if not raw or request.content_type != "application/json":
