@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from .agency import Agencies, Company, Principal
 from .config import SandboxConfig
 from .front import ApiRequest
 from .pipeline import Context, Endpoint
-from .responses import ApiError, json_response
+from .responses import Answer, ApiError, json_answer
 from .store import Location
 from .validation import query_error
 
@@ -105,7 +103,7 @@ class AgencyEndpoints:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    async def _location_token(self, request: ApiRequest, ctx: Context) -> web.Response:
+    async def _location_token(self, request: ApiRequest, ctx: Context) -> Answer:
         """Body form-urlencoded (spec); a JSON body has no form fields, so it fails with 422."""
         form = await request.post()
         errors = [f"property {name} should not exist" for name in form if name not in _MINT_FIELDS]
@@ -124,9 +122,9 @@ class AgencyEndpoints:
         ctx.location_id = values["locationId"]
         answer = self._agencies.mint(company, values["locationId"])
         ctx.applied = True
-        return json_response(answer)
+        return json_answer(answer)
 
-    async def _search(self, request: ApiRequest, ctx: Context) -> web.Response:
+    async def _search(self, request: ApiRequest, ctx: Context) -> Answer:
         """The company's sub-accounts; a location token sees only its own location."""
         query = self._query(request, _SEARCH_PARAMS)
         principal = self._principal(ctx)
@@ -143,9 +141,9 @@ class AgencyEndpoints:
         if query.get("order") == "desc":
             found = found[::-1]
         page = self._page(found, query, 10)
-        return json_response({"locations": [_location_json(loc) for loc in page]})
+        return json_answer({"locations": [_location_json(loc) for loc in page]})
 
-    async def _installed(self, request: ApiRequest, ctx: Context) -> web.Response:
+    async def _installed(self, request: ApiRequest, ctx: Context) -> Answer:
         """Where the app is: ``isInstalled=true`` keeps only those, ``query`` matches names."""
         query = self._query(request, _INSTALLED_PARAMS, required=("companyId", "appId"))
         company: Company = self._agencies.company_of(self._principal(ctx), query["companyId"])
@@ -160,7 +158,7 @@ class AgencyEndpoints:
         if query.get("locationId"):
             rows = [(loc, on) for loc, on in rows if loc.id == query["locationId"]]
         page = self._page(rows, query, 20)
-        return json_response(
+        return json_answer(
             {
                 "locations": [
                     {"_id": loc.id, "name": loc.name, "address": _address(loc.name),

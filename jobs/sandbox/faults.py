@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 import orjson
-from aiohttp import web
 
 from .front import ApiRequest
+from .responses import Answer
 
 __all__ = ["FaultDice", "FaultPlan", "drop_connection", "gateway_error"]
 
@@ -75,24 +75,23 @@ class FaultDice:
         )
 
 
-def gateway_error(status: int, *, html: bool) -> web.Response:
+def gateway_error(status: int, *, html: bool) -> Answer:
     """A transient 5xx, either as a proxy's HTML page or as a NestJS JSON error."""
     phrase = HTTPStatus(status).phrase
     if html:
         page = f"<html><body><h1>{status} {phrase}</h1></body></html>"
-        return web.Response(status=status, text=page, content_type="text/html")
-    body = orjson.dumps({"statusCode": status, "message": phrase, "error": phrase})
-    return web.Response(status=status, body=body, content_type="application/json")
+        return Answer(status, page.encode(), "text/html; charset=utf-8")
+    return Answer(status, orjson.dumps({"statusCode": status, "message": phrase, "error": phrase}))
 
 
-def drop_connection(request: ApiRequest) -> web.Response:
+def drop_connection(request: ApiRequest) -> Answer:
     """Close the connection under the request without answering.
 
     The client sees a disconnect (``aiohttp.ServerDisconnectedError``), never a status.
-    The returned response only satisfies aiohttp: writing it to the closed transport is
+    The returned answer only satisfies the caller: writing it to the closed transport is
     silently skipped.
     """
     transport = request.transport
     if transport is not None:
         transport.abort()
-    return web.Response(status=499)
+    return Answer(499, b"", None)

@@ -56,6 +56,8 @@ from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
 
+from .responses import Answer
+
 __all__ = ["KEEPALIVE_TIMEOUT", "ApiRequest", "Front", "Handler"]
 
 #: aiohttp's default keep-alive timeout (``RequestHandler``), which the sandbox never changed
@@ -111,7 +113,7 @@ class ApiRequest(Protocol):
     async def post(self) -> MultiDictProxy[str | bytes | bytearray | web.FileField]: ...
 
 
-Handler = Callable[[ApiRequest], Awaitable[web.StreamResponse]]
+Handler = Callable[[ApiRequest], Awaitable[Answer]]
 
 
 class _PlainRequest:
@@ -430,8 +432,9 @@ class _Connection(asyncio.Protocol):
             self._hand_off()
 
     async def _serve(self, request: _PlainRequest) -> None:
-        response: web.StreamResponse | None = None
+        keep_alive = False
         try:
+            response: Answer | web.Response
             try:
                 response = await request.handler(request)
             except web.HTTPException as exc:
@@ -442,14 +445,17 @@ class _Connection(asyncio.Protocol):
                 response = self._error(request, 504)
             except Exception as exc:  # answered and logged as aiohttp does
                 response = self._error(request, 500, exc)
+            if isinstance(response, Answer):
+                data, keep_alive = _wire_answer(response), True
+            else:
+                data, keep_alive = _wire(response), response.keep_alive is not False
             transport = self._transport
             if transport is not None and not transport.is_closing():
-                transport.write(_wire(response))
+                transport.write(data)
         finally:
             self._current = self._task = None
             if self._idle_waiter is not None and not self._idle_waiter.done():
                 self._idle_waiter.set_result(None)
-            keep_alive = response is not None and response.keep_alive is not False
             if self._transport is not None:
                 if self._closing or not keep_alive:
                     self._transport.close()
@@ -568,15 +574,34 @@ def _hopeless(head: bytes) -> bool:
     return any(_HEADER.fullmatch(line) is None for line in lines[1:])
 
 
-def _wire(response: web.StreamResponse) -> bytes:
+#: the reason phrases aiohttp sends (``web.Response`` without a reason)
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
+
+def _wire_answer(answer: Answer) -> bytes:
+    """The bytes aiohttp writes for ``answer.response()`` to an HTTP/1.1 request that may
+    stay open (see :func:`_wire`): the same lines, without making the response."""
+    body = answer.body
+    head = f"HTTP/1.1 {answer.status} {_REASONS.get(answer.status, '')}\r\n"
+    if answer.content_type is not None:
+        head += f"Content-Type: {answer.content_type}\r\n"
+    for name, value in answer.headers.items():
+        head += f"{name}: {value}\r\n"
+    head += f"Content-Length: {len(body)}\r\n"
+    if body and answer.content_type is None:
+        head += "Content-Type: application/octet-stream\r\n"
+    head += f"Date: {rfc822_formatted_time()}\r\nServer: {SERVER_SOFTWARE}\r\n\r\n"
+    return head.encode() + body
+
+
+def _wire(response: web.Response) -> bytes:
     """The bytes aiohttp writes for ``response`` to an HTTP/1.1 request that may stay open.
 
     Only what the sandbox's handlers answer: a ``web.Response`` with a body of bytes (or
     none), not chunked, not compressed, no cookies, a status that carries a body.
     """
     if (
-        not isinstance(response, web.Response)
-        or response.chunked
+        response.chunked
         or response.compression
         or response.cookies
         or response.status < 200

@@ -20,7 +20,7 @@ from .config import LoggedRequest, SandboxConfig, SandboxStats
 from .faults import FaultDice, drop_connection, gateway_error
 from .front import ApiRequest, Handler
 from .limits import RateLimiter
-from .responses import ApiError
+from .responses import Answer, ApiError
 from .store import Store
 
 __all__ = ["Context", "Endpoint", "Pipeline"]
@@ -44,7 +44,7 @@ class Context:
     faults: list[str] = field(default_factory=list)
 
 
-Endpoint = Callable[[ApiRequest, Context], Awaitable[web.Response]]
+Endpoint = Callable[[ApiRequest, Context], Awaitable[Answer]]
 
 
 class Pipeline:
@@ -81,9 +81,9 @@ class Pipeline:
         to :meth:`unknown`."""
         if request.match_info.http_exception is None or request.path.startswith("/_sandbox/"):
             return await handler(request)
-        return await self.unknown(request)
+        return (await self.unknown(request)).response()
 
-    async def unknown(self, request: ApiRequest) -> web.Response:
+    async def unknown(self, request: ApiRequest) -> Answer:
         """Step 1: a path or method no API route takes answers 404, counted and logged."""
         self._stats.requests += 1
         error = ApiError(404, f"Cannot {request.method} {request.path}")
@@ -99,14 +99,14 @@ class Pipeline:
                 at=self._config.clock(),
             )
         )
-        return error.response()
+        return error.answer()
 
     def wrap(self, endpoint: Endpoint, *, method: str, path: str) -> Handler:
         """The aiohttp handler that runs ``endpoint`` (the route ``method path``) through
         the pipeline, counted and logged."""
         audience, scope = audience_of(path), required_scope(method, path)
 
-        async def handle(request: ApiRequest) -> web.StreamResponse:
+        async def handle(request: ApiRequest) -> Answer:
             ctx = Context(request.method, request.path, self._config.clock())
             self._stats.requests += 1
             try:
@@ -133,7 +133,7 @@ class Pipeline:
 
     async def _run(
         self, request: ApiRequest, ctx: Context, endpoint: Endpoint, audience: Audience, scope: str
-    ) -> web.Response:
+    ) -> Answer:
         """Steps 2 to 9 of the package docs."""
         headers: dict[str, str] = {}
         try:
@@ -163,12 +163,12 @@ class Pipeline:
                 try:
                     response = await endpoint(request, ctx)
                 except ApiError as exc:
-                    response = exc.response()
+                    response = exc.answer()
                 if plan.lost_response and request.method in _WRITES:
                     self._fault(ctx, "lost_response")
                     return drop_connection(request)
         except ApiError as exc:
-            response = exc.response()
+            response = exc.answer()
         response.headers.update(headers)
         ctx.status = response.status
         return response

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler as AiohttpHandler
 
 from .agency import AGENCY_SCOPES, Agencies
 from .agency_endpoints import AgencyEndpoints
@@ -57,6 +58,15 @@ _SERVER_LOG.addFilter(_Redact())
 
 _DEFAULT_CONFIG = SandboxConfig()  # immutable, so one instance serves every default
 _SHUTDOWN_TIMEOUT = 1.0  # seconds requests still running get when the sandbox stops
+
+
+def _responding(handler: Handler) -> AiohttpHandler:
+    """``handler`` as aiohttp calls it: its answer made a ``web.Response``."""
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return (await handler(request)).response()
+
+    return respond
 
 
 class Sandbox:
@@ -331,7 +341,7 @@ class Sandbox:
         )
         for method, path, endpoint in routes:
             handler = self._pipeline.wrap(endpoint, method=method, path=path)
-            app.router.add_route(method, path, handler)  # a web.Request is an ApiRequest
+            app.router.add_route(method, path, _responding(handler))
             # the front serves them too, but for a form body: aiohttp reads those
             form = (method, path) in self._agency_endpoints.form_routes
             self._routes.append((method, path, None if form else handler))
