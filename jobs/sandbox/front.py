@@ -47,9 +47,9 @@ import logging
 import re
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from http import HTTPStatus
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import rfc822_formatted_time
@@ -66,12 +66,14 @@ _MAX_HEAD = 8190  # aiohttp's max_line_size and max_field_size: a longer head go
 _MAX_BODY = 1024**2  # aiohttp's client_max_size: a larger body is refused there (413)
 _MAX_QUEUE = 32  # pipelined requests queued before reading pauses (aiohttp's figure)
 
-_REQUEST_LINE = re.compile(
-    r"(GET|POST|PUT|DELETE) (/[A-Za-z0-9._~/-]*)(?:\?([A-Za-z0-9._~=&-]+))? HTTP/1\.1"
-)
-_HEADER = re.compile(
-    r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?)"
-)
+_LINE = r"(GET|POST|PUT|DELETE) (/[A-Za-z0-9._~/-]*)(?:\?([A-Za-z0-9._~=&-]+))? HTTP/1\.1"
+_NAME = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # a token
+_VALUE = r"[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?"  # visible ASCII, no blank at either end
+_FIELD = rf"({_NAME}):[ \t]*({_VALUE})"
+_REQUEST_LINE, _HEADER = re.compile(_LINE), re.compile(_FIELD)
+#: a whole plain head: the request line, then header lines (ASCII, no bare CR or LF)
+_HEAD = re.compile(_LINE + rf"((?:\r\n{_NAME}:[ \t]*{_VALUE})*)")
+_FIELDS = re.compile(r"\r\n" + _FIELD)
 _METHODS = ("GET", "POST", "PUT", "DELETE")
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # but HTAB, CR and LF
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
@@ -113,7 +115,7 @@ class ApiRequest(Protocol):
     async def post(self) -> MultiDictProxy[str | bytes | bytearray | web.FileField]: ...
 
 
-Handler = Callable[[ApiRequest], Awaitable[Answer]]
+Handler = Callable[[ApiRequest], Coroutine[Any, Any, Answer]]
 
 
 class _PlainRequest:
@@ -280,7 +282,9 @@ class _Connection(asyncio.Protocol):
         self._receiving: tuple[_PlainRequest, int] | None = None  # a body still coming, its length
         self._queue: deque[_PlainRequest] = deque()
         self._current: _PlainRequest | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._handling: Coroutine[Any, Any, Answer] | None = None  # the current request's
+        self._awaiting: asyncio.Future[Any] | None = None  # what it waits for
+        self._throw: BaseException | None = None  # for it at its next step
         self._idle_waiter: asyncio.Future[None] | None = None
         self._hand_over = False  # the next request is aiohttp's
         self._closing = False
@@ -316,7 +320,7 @@ class _Connection(asyncio.Protocol):
             self._receiving = None
             request.arrived(buffer[:length])
             buffer = buffer[length:]
-        while buffer and not self._hand_over:
+        while buffer and not self._hand_over and len(self._queue) < _MAX_QUEUE:
             parsed = self._parse(buffer)
             if parsed is None:  # more to come
                 break
@@ -360,39 +364,25 @@ class _Connection(asyncio.Protocol):
             return False if _hopeless(buffer) else None
         if end > _MAX_HEAD:
             return False
-        head = buffer[:end]
-        if not head.isascii() or head.count(b"\r") != head.count(b"\n"):
+        head = _HEAD.fullmatch(buffer[:end].decode("latin-1"))
+        if head is None:
             return False
-        lines = head.decode("ascii").split("\r\n")
-        if len(lines) != head.count(b"\r\n") + 1:  # a bare CR or LF
-            return False
-        start = _REQUEST_LINE.fullmatch(lines[0])
-        if start is None:
-            return False
-        method, path, query_string = start.groups()
+        method, path, query_string, fields = head.groups()
         if path.startswith(_ADMIN) or "/." in path or "//" in path:
             return False
-        pairs: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for line in lines[1:]:
-            header = _HEADER.fullmatch(line)
-            if header is None:
-                return False
-            name, value = header.groups()
-            lowered = name.lower()
-            if lowered in seen or lowered in _NOT_PLAIN:
-                return False
-            seen.add(lowered)
-            pairs.append((name, value))
+        pairs = _FIELDS.findall(fields)
+        names = {name.lower() for name, _ in pairs}
+        if len(names) != len(pairs) or not names.isdisjoint(_NOT_PLAIN):
+            return False  # a header twice, or one that changes how aiohttp reads or answers
         headers = CIMultiDictProxy(CIMultiDict(pairs))
         length = 0
-        if "content-length" in seen:
+        if "content-length" in names:
             given = headers[hdrs.CONTENT_LENGTH]
             if not _CONTENT_LENGTH.fullmatch(given) or int(given) > _MAX_BODY:
                 return False
             length = int(given)
         content_type = "application/octet-stream"
-        if "content-type" in seen:
+        if "content-type" in names:
             content_type = headers[hdrs.CONTENT_TYPE]
             if not _MEDIA_TYPE.fullmatch(content_type):
                 return False
@@ -400,11 +390,9 @@ class _Connection(asyncio.Protocol):
         if found and handler is None:  # a route aiohttp serves
             return False
         query: MultiDict[str] = MultiDict()
-        if query_string:
-            for part in query_string.split("&"):  # as yarl splits a query with nothing to decode
-                if part:
-                    name, _, value = part.partition("=")
-                    query.add(name, value)
+        if query_string:  # split as yarl splits a query with nothing to decode
+            parts = (part.partition("=") for part in query_string.split("&") if part)
+            query.extend([(name, value) for name, _, value in parts])
         assert self._transport is not None
         request = _PlainRequest(
             method,
@@ -420,31 +408,65 @@ class _Connection(asyncio.Protocol):
 
     def _next(self) -> None:
         """Start the next request, or hand the connection to aiohttp when its turn comes."""
+        if self._current is not None:  # one at a time
+            return
         if self._queue:
             request = self._queue.popleft()
             if self._paused and not self._hand_over and len(self._queue) <= _MAX_QUEUE // 2:
                 self._paused = False
                 assert self._transport is not None
                 self._transport.resume_reading()
-            self._current = request
-            self._task = self._loop.create_task(self._serve(request))
+                if self._buffer and self._receiving is None:  # pipelined requests not parsed
+                    self._loop.call_soon(self.data_received, b"")
+            self._current, self._handling = request, request.handler(request)
+            self._loop.call_soon(self._step)  # at the next turn, as a task's first step
         elif self._hand_over and not self._closing and self._transport is not None:
             self._hand_off()
 
-    async def _serve(self, request: _PlainRequest) -> None:
-        keep_alive = False
+    def _step(self, _: object = None) -> None:
+        """Run the current request's handler to its next wait, or to its answer.
+
+        What a task does, without one: a task for every request (aiohttp makes two) cost more
+        than the rest of the front's work. The handler never learns the difference: it
+        awaits futures (a sleep, the body) and is cancelled through the one it awaits.
+        """
+        handling, request = self._handling, self._current
+        assert handling is not None
+        assert request is not None
+        self._awaiting = None
+        response: Answer | web.Response
+        throw, self._throw = self._throw, None
         try:
-            response: Answer | web.Response
-            try:
-                response = await request.handler(request)
-            except web.HTTPException as exc:
-                response = exc
-            except asyncio.CancelledError:
-                raise
-            except TimeoutError:
-                response = self._error(request, 504)
-            except Exception as exc:  # answered and logged as aiohttp does
-                response = self._error(request, 500, exc)
+            waiting = handling.send(None) if throw is None else handling.throw(throw)
+        except StopIteration as done:
+            response = done.value
+        except web.HTTPException as exc:
+            response = exc
+        except asyncio.CancelledError:
+            self._answered(None)
+            return
+        except TimeoutError:
+            response = self._error(request, 504)
+        except Exception as exc:  # answered and logged as aiohttp does
+            response = self._error(request, 500, exc)
+        else:
+            if waiting is None:  # a bare yield (sleep(0)): go on at the next turn
+                self._loop.call_soon(self._step)
+            elif getattr(waiting, "_asyncio_future_blocking", None) is not None:
+                waiting._asyncio_future_blocking = False  # as a task does with a future
+                self._awaiting = waiting
+                waiting.add_done_callback(self._step)
+            else:  # as a task does: the handler gets an error where it waits
+                self._throw = RuntimeError(f"the front got bad yield: {waiting!r}")
+                self._loop.call_soon(self._step)
+            return
+        self._answered(response)
+
+    def _answered(self, response: Answer | web.Response | None) -> None:
+        """The current request is done (None: cancelled): write its answer, go on or close."""
+        self._current = self._handling = None
+        keep_alive = False
+        if response is not None:
             if isinstance(response, Answer):
                 data, keep_alive = _wire_answer(response), True
             else:
@@ -452,16 +474,22 @@ class _Connection(asyncio.Protocol):
             transport = self._transport
             if transport is not None and not transport.is_closing():
                 transport.write(data)
-        finally:
-            self._current = self._task = None
-            if self._idle_waiter is not None and not self._idle_waiter.done():
-                self._idle_waiter.set_result(None)
-            if self._transport is not None:
-                if self._closing or not keep_alive:
-                    self._transport.close()
-                else:
-                    self._idle()
-                    self._next()
+        if self._idle_waiter is not None and not self._idle_waiter.done():
+            self._idle_waiter.set_result(None)
+        if self._transport is not None:
+            if self._closing or not keep_alive:
+                self._transport.close()
+            else:
+                self._idle()
+                self._next()
+
+    def _cancel(self) -> None:
+        """Cancel the current request's handler, as ``Task.cancel`` does."""
+        if self._handling is None:
+            return
+        if self._awaiting is not None and self._awaiting.cancel():
+            return  # it wakes with CancelledError from what it awaits
+        self._throw = asyncio.CancelledError()  # it gets one at its next step
 
     def _error(
         self, request: _PlainRequest, status: int, exc: BaseException | None = None
@@ -534,25 +562,19 @@ class _Connection(asyncio.Protocol):
         if self._keepalive_handle is not None:
             self._keepalive_handle.cancel()
             self._keepalive_handle = None
-        if self._task is not None:
+        for stage in ("finish", "stop"):
+            if self._current is None:
+                break
+            if stage == "stop":  # its body can no longer be read
+                self._current.fail(asyncio.CancelledError())
             self._idle_waiter = self._loop.create_future()
             try:
                 async with asyncio.timeout(grace):
-                    await self._idle_waiter
+                    await asyncio.shield(self._idle_waiter)
             except (asyncio.CancelledError, TimeoutError):
                 if (task := asyncio.current_task()) is not None and task.cancelling():
                     raise
-        try:
-            async with asyncio.timeout(grace):
-                if self._current is not None:
-                    self._current.fail(asyncio.CancelledError())
-                if self._task is not None and not self._task.done():
-                    await asyncio.shield(self._task)
-        except (asyncio.CancelledError, TimeoutError):
-            if (task := asyncio.current_task()) is not None and task.cancelling():
-                raise
-        if self._task is not None:
-            self._task.cancel()
+        self._cancel()
         if self._transport is not None:
             self._transport.close()
 

@@ -394,6 +394,27 @@ async def test_pipelined_requests_are_answered_in_order(pair: Callable[..., Any]
     assert [a.status if a else None for a in answers] == [201, 200, 404]
 
 
+@pytest.mark.parametrize("handover", [False, True], ids=["front", "aiohttp"])
+async def test_hundreds_of_pipelined_requests_are_answered_in_order(
+    pair: Callable[..., Any], handover: bool
+) -> None:
+    """1,000 requests in one write (more than are queued at once): 1,000 answers, in order."""
+    (sb, tokens), _ = await pair(SandboxConfig(rate_limit=0))
+    keys = [f"k{i}" for i in range(1000)]
+    raws = [request("GET", f"/associations/key/{key}?locationId=L1")(tokens) for key in keys]
+    host, port = sb.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    if handover:
+        writer.write(HANDOVER)
+        await read_answer(reader)
+    writer.write(b"".join(raws))
+    answers = [await read_answer(reader) for _ in raws]
+    writer.close()
+    assert [a.status if a else None for a in answers] == [404] * len(keys)
+    assert [json.loads(a.body)["message"] for a in answers if a] == ["Association not found"] * 1000
+    assert [e.path for e in sb.log] == [f"/associations/key/{key}" for key in keys]
+
+
 async def test_a_head_and_body_in_pieces_are_put_together(pair: Callable[..., Any]) -> None:
     """A request that arrives in several reads is handled once its head is in, its body read
     when it has arrived."""
