@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler as AiohttpHandler
 
 from .agency import Agencies, Audience, Principal, audience_of, check_access, required_scope
-from .config import LoggedRequest, SandboxConfig, SandboxStats
+from .config import RequestLog, SandboxConfig, SandboxStats
 from .faults import FaultDice, drop_connection, gateway_error
 from .front import ApiRequest, Handler
 from .limits import RateLimiter
@@ -55,7 +55,7 @@ class Pipeline:
         config: SandboxConfig,
         store: Store,
         stats: SandboxStats,
-        log: list[LoggedRequest],
+        log: RequestLog,
         agencies: Agencies,
     ) -> None:
         self._config = config
@@ -87,17 +87,10 @@ class Pipeline:
         """Step 1: a path or method no API route takes answers 404, counted and logged."""
         self._stats.requests += 1
         error = ApiError(404, f"Cannot {request.method} {request.path}")
-        self._log.append(
-            LoggedRequest(
-                method=request.method,
-                path=request.path,
-                location_id=None,
-                token_location=None,
-                status=404,
-                applied=False,
-                user_agent=request.headers.get("User-Agent"),
-                at=self._config.clock(),
-            )
+        user_agent = request.headers.get("User-Agent")
+        at = self._config.clock()
+        self._log.note(
+            (request.method, request.path, None, None, 404, False, (), user_agent, None, None, at)
         )
         return error.answer()
 
@@ -113,19 +106,19 @@ class Pipeline:
                 return await self._run(request, ctx, endpoint, audience, scope)
             finally:
                 principal = ctx.principal
-                self._log.append(
-                    LoggedRequest(
-                        method=ctx.method,
-                        path=ctx.path,
-                        location_id=ctx.location_id,
-                        token_location=ctx.token_location,
-                        status=ctx.status,
-                        applied=ctx.applied,
-                        faults=tuple(ctx.faults),
-                        user_agent=request.headers.get("User-Agent"),
-                        token_company=principal.company_id if principal else None,
-                        token_kind=principal.kind if principal else None,
-                        at=ctx.at,
+                self._log.note(
+                    (
+                        ctx.method,
+                        ctx.path,
+                        ctx.location_id,
+                        ctx.token_location,
+                        ctx.status,
+                        ctx.applied,
+                        tuple(ctx.faults),
+                        request.headers.get("User-Agent"),
+                        principal.company_id if principal else None,
+                        principal.kind if principal else None,
+                        ctx.at,
                     )
                 )
 

@@ -21,7 +21,7 @@ from aiohttp.typedefs import Handler as AiohttpHandler
 
 from .agency import AGENCY_SCOPES, Agencies
 from .agency_endpoints import AgencyEndpoints
-from .config import LoggedRequest, SandboxConfig, SandboxStats
+from .config import LoggedRequest, RequestLog, SandboxConfig, SandboxStats
 from .endpoints import Endpoints
 from .front import Front, Handler
 from .pipeline import Pipeline
@@ -75,10 +75,10 @@ class Sandbox:
     def __init__(self, config: SandboxConfig = _DEFAULT_CONFIG) -> None:
         self.config = config
         self.stats = SandboxStats()
-        self.log: list[LoggedRequest] = []
+        self._log = RequestLog()
         self._store = Store(config)
         self._agencies = Agencies(config, self._store, self.stats)
-        self._pipeline = Pipeline(config, self._store, self.stats, self.log, self._agencies)
+        self._pipeline = Pipeline(config, self._store, self.stats, self._log, self._agencies)
         self._endpoints = Endpoints(config, self._store, self.stats)
         self._agency_endpoints = AgencyEndpoints(config, self._agencies)
         self._relations = RelationStore(config, self._store, self.stats)
@@ -144,6 +144,11 @@ class Sandbox:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @property
+    def log(self) -> list[LoggedRequest]:
+        """Every API request so far, in order of arrival (admin requests are not logged)."""
+        return self._log.entries
 
     @property
     def url(self) -> str:

@@ -33,7 +33,8 @@ def body_fields(
     """Body validation (400): required non-empty strings, optional strings, nothing else."""
     errors: list[str] = []
     values: dict[str, str] = {}
-    for name in required + optional:
+    known = required + optional
+    for name in known:
         value = body.get(name)
         if name not in body and name in optional:
             continue
@@ -43,7 +44,7 @@ def body_fields(
             values[name] = value
         elif name in required:
             errors.append(f"{name} should not be empty")
-    errors += [f"property {p} should not exist" for p in body if p not in required + optional]
+    errors += [f"property {p} should not exist" for p in body if p not in known]
     if errors:
         raise ApiError(400, errors)
     return values
