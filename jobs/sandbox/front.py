@@ -12,8 +12,8 @@ aiohttp would have called (the same pipeline, the same endpoint), and its respon
 byte for byte as aiohttp writes it: the status line, the response's headers in order, then
 ``Content-Length``, ``Date`` and ``Server``. Plain means: ``GET``, ``POST``, ``PUT`` or
 ``DELETE``; ``HTTP/1.1``; a target of unreserved characters only (nothing to decode, no dot
-segments, no empty ones); header names that are tokens, values of visible ASCII without
-trailing blanks, no name twice; a ``Content-Length`` of at most 1 MiB or none; a lowercase
+segments, no empty ones); at most 100 headers, names that are tokens, values of visible ASCII
+without trailing blanks, no name twice; a ``Content-Length`` of at most 1 MiB or none; a lowercase
 ``type/subtype`` ``Content-Type`` or none; none of ``Transfer-Encoding``, ``Expect``,
 ``Upgrade``, ``Connection``, ``Content-Encoding``; a path that is not an admin route's (under
 ``/_sandbox/``) nor a route whose handler reads a form. The first request that is not plain
@@ -63,6 +63,7 @@ __all__ = ["KEEPALIVE_TIMEOUT", "ApiRequest", "Front", "Handler"]
 #: aiohttp's default keep-alive timeout (``RequestHandler``), which the sandbox never changed
 KEEPALIVE_TIMEOUT = 3630.0
 _MAX_HEAD = 8190  # aiohttp's max_line_size and max_field_size: a longer head goes to aiohttp
+_MAX_FIELDS = 100  # aiohttp refuses more than 128 header fields (max_headers)
 _MAX_BODY = 1024**2  # aiohttp's client_max_size: a larger body is refused there (413)
 _MAX_QUEUE = 32  # pipelined requests queued before reading pauses (aiohttp's figure)
 
@@ -372,8 +373,8 @@ class _Connection(asyncio.Protocol):
             return False
         pairs = _FIELDS.findall(fields)
         names = {name.lower() for name, _ in pairs}
-        if len(names) != len(pairs) or not names.isdisjoint(_NOT_PLAIN):
-            return False  # a header twice, or one that changes how aiohttp reads or answers
+        if len(names) != len(pairs) or len(pairs) > _MAX_FIELDS or not names.isdisjoint(_NOT_PLAIN):
+            return False  # a header twice, too many, or one that changes how aiohttp reads
         headers = CIMultiDictProxy(CIMultiDict(pairs))
         length = 0
         if "content-length" in names:

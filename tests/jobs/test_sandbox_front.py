@@ -342,6 +342,7 @@ NOT_PLAIN: list[bytes] = [
     b"GET /objects/ HTTP/1.1\r\nX-Folded: a\r\n b\r\n\r\n",
     b"GET /objects/ HTTP/1.1\r\nX-Trailing: a \r\n\r\n",
     b"GET /objects/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+    b"GET /objects/ HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(130)) + b"\r\n",
     b"GET /_sandbox/nope HTTP/1.1\r\nHost: x\r\n\r\n",
     b'POST /_sandbox/tokens HTTP/1.1\r\nContent-Length: 8\r\n\r\n{"a": 1}',
     b"POST /associations/ HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\n"
