@@ -76,6 +76,7 @@ _REQUEST_LINE, _HEADER = re.compile(_LINE), re.compile(_FIELD)
 _HEAD = re.compile(_LINE + rf"((?:\r\n{_NAME}:[ \t]*{_VALUE})*)")
 _FIELDS = re.compile(r"\r\n" + _FIELD)
 _METHODS = ("GET", "POST", "PUT", "DELETE")
+_METHOD_NAMES = {method: method for method in _METHODS}
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # but HTAB, CR and LF
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 _CONTENT_LENGTH = re.compile(r"0|[1-9][0-9]{0,6}")
@@ -199,6 +200,7 @@ class _Router:
 
     def __init__(self, routes: Sequence[tuple[str, str, Handler | None]]) -> None:
         self._index: dict[str, list[tuple[str, re.Pattern[str] | None, str, Handler | None]]] = {}
+        self.paths = {path: path for _, path, _ in routes if "{" not in path}  # static ones
         for method, path, handler in routes:
             if "{" in path:
                 key = path.partition("{")[0].rpartition("/")[0]
@@ -369,6 +371,8 @@ class _Connection(asyncio.Protocol):
         if head is None:
             return False
         method, path, query_string, fields = head.groups()
+        # the log keeps both: the method's constant, and a route's own path when it is one
+        method, path = _METHOD_NAMES[method], self._front.router.paths.get(path, path)
         if path.startswith(_ADMIN) or "/." in path or "//" in path:
             return False
         pairs = _FIELDS.findall(fields)

@@ -10,11 +10,13 @@ Answers are compared byte for byte, but for the ``Date`` header and what is rand
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import json
 import logging
 import re
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
 from typing import Any
@@ -89,6 +91,17 @@ async def exchange(
             await asyncio.sleep(gap)
     finally:
         writer.close()
+    return answers
+
+
+async def exchange_on(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raws: Sequence[bytes]
+) -> list[Answer | None]:
+    """Send each request on an open connection and read its answer."""
+    answers = []
+    for raw in raws:
+        writer.write(raw)
+        answers.append(await read_answer(reader))
     return answers
 
 
@@ -544,6 +557,39 @@ async def test_an_idle_connection_is_closed_after_the_keepalive_timeout() -> Non
         assert (await read_answer(reader)) is not None  # not idle long enough yet
         assert await asyncio.wait_for(reader.read(), timeout=2) == b""  # closed when idle
         writer.close()
+
+
+async def test_the_front_keeps_no_more_per_request_than_aiohttp(pair: Callable[..., Any]) -> None:
+    """Memory: what 500 relation creates leave behind (store, indexes, request log) is no
+    more through the front than through aiohttp (the method and a route's path are shared)."""
+    config = SandboxConfig(records=600, rate_limit=0, daily_limit=0)
+    (front, front_tokens), (plain, plain_tokens) = await pair(config)
+    kept = []
+    for sb, tokens, handover in ((front, front_tokens, False), (plain, plain_tokens, True)):
+        host, port = sb.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        if handover:
+            writer.write(HANDOVER)
+            await read_answer(reader)
+
+        def relation(number: int, tokens: dict[str, str] = tokens) -> bytes:
+            body = {"locationId": "L1", "associationId": SEEDED}
+            body |= {"firstRecordId": f"contact-{number}", "secondRecordId": f"property-{number}"}
+            return request("POST", "/associations/relations", body=body)(tokens)
+
+        warm_up = [relation(number) for number in range(1, 101)]  # pools, caches
+        assert {a.status for a in await exchange_on(reader, writer, warm_up) if a} == {201}
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        measured = [relation(number) for number in range(101, 601)]
+        assert {a.status for a in await exchange_on(reader, writer, measured) if a} == {201}
+        gc.collect()
+        kept.append(tracemalloc.get_traced_memory()[0] - before)
+        tracemalloc.stop()
+        writer.close()
+    ours, theirs = kept
+    assert ours <= theirs * 1.02
 
 
 # -- routing ----------------------------------------------------------------------------------
