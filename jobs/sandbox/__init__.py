@@ -98,7 +98,7 @@ Choices where the real service's behaviour is unpublished:
 Nothing here logs tokens: the request log holds locations and, of the headers, only the
 User-Agent (it names the sending process: tests of sharded runs check that no location was
 served to two of them); aiohttp's access log is off, and its error log (which quotes
-malformed headers, and where the front logs its errors too) is redacted.
+malformed headers) is redacted.
 
 The modules: ``config`` (settings, counters, the request log's entries), ``store``
 (locations, objects, definitions, their indexes and the create checks), ``ranked`` (creation
@@ -107,9 +107,8 @@ indexes and write counts), ``agency`` (companies, installations, minted tokens, 
 token speaks for; step 3), ``limits`` (step 4), ``faults`` (steps 5 and 9), ``validation``
 (steps 6 and 7), ``pipeline`` (steps 1 to 9 around each handler), ``endpoints``,
 ``relation_endpoints`` and ``agency_endpoints`` (the routes and their handlers),
-``responses`` (NestJS-shaped answers), ``front`` (the HTTP/1.1 front that answers plain
-requests itself, as aiohttp would, and hands the rest to aiohttp), ``server``
-(:class:`Sandbox`) and ``process`` (:func:`serve`, for the CLI, and :class:`ServeError`).
+``responses`` (NestJS-shaped answers), ``server`` (:class:`Sandbox`) and ``process``
+(:func:`serve`, for the CLI, and :class:`ServeError`).
 """
 
 from __future__ import annotations

@@ -140,7 +140,6 @@ class Agencies:
         self.companies: dict[str, Company] = {}
         self._company_tokens: dict[str, str] = {}  # live agency token -> company id
         self._minted: dict[str, _Minted] = {}  # minted token -> what it is for
-        self._pit_principals: dict[str, Principal] = {}  # location id -> its token's (immutable)
 
     # -- set-up (admin and tests) -------------------------------------------------------
 
@@ -243,11 +242,7 @@ class Agencies:
         """Who ``token`` speaks for; None when it is unknown or expired."""
         location_id = self._store.tokens.get(token)
         if location_id is not None:
-            principal = self._pit_principals.get(location_id)
-            if principal is None:
-                principal = Principal(kind="pit", location_id=location_id)
-                self._pit_principals[location_id] = principal
-            return principal
+            return Principal(kind="pit", location_id=location_id)
         company_id = self._company_tokens.get(token)
         if company_id is not None:
             company = self.companies[company_id]

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from .agency import Agencies, Company, Principal
 from .config import SandboxConfig
-from .front import ApiRequest
 from .pipeline import Context, Endpoint
-from .responses import Answer, ApiError, json_answer
+from .responses import ApiError, json_response
 from .store import Location
 from .validation import query_error
 
@@ -43,9 +44,6 @@ class AgencyEndpoints:
         self._config = config
         self._agencies = agencies
 
-    #: the routes whose handler reads a form body (``request.post()``): aiohttp serves them
-    form_routes = frozenset({("POST", "/oauth/locationToken")})
-
     def routes(self) -> list[tuple[str, str, Endpoint]]:
         """(method, path, handler) for every agency route."""
         return [
@@ -63,7 +61,7 @@ class AgencyEndpoints:
 
     @staticmethod
     def _query(
-        request: ApiRequest, allowed: tuple[str, ...], required: tuple[str, ...] = ()
+        request: web.Request, allowed: tuple[str, ...], required: tuple[str, ...] = ()
     ) -> dict[str, str]:
         """The query, validated: unknown or repeated parameters, numbers, booleans (422)."""
         query = request.query
@@ -103,7 +101,7 @@ class AgencyEndpoints:
 
     # -- endpoints -------------------------------------------------------------------------
 
-    async def _location_token(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _location_token(self, request: web.Request, ctx: Context) -> web.Response:
         """Body form-urlencoded (spec); a JSON body has no form fields, so it fails with 422."""
         form = await request.post()
         errors = [f"property {name} should not exist" for name in form if name not in _MINT_FIELDS]
@@ -122,9 +120,9 @@ class AgencyEndpoints:
         ctx.location_id = values["locationId"]
         answer = self._agencies.mint(company, values["locationId"])
         ctx.applied = True
-        return json_answer(answer)
+        return json_response(answer)
 
-    async def _search(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _search(self, request: web.Request, ctx: Context) -> web.Response:
         """The company's sub-accounts; a location token sees only its own location."""
         query = self._query(request, _SEARCH_PARAMS)
         principal = self._principal(ctx)
@@ -141,9 +139,9 @@ class AgencyEndpoints:
         if query.get("order") == "desc":
             found = found[::-1]
         page = self._page(found, query, 10)
-        return json_answer({"locations": [_location_json(loc) for loc in page]})
+        return json_response({"locations": [_location_json(loc) for loc in page]})
 
-    async def _installed(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _installed(self, request: web.Request, ctx: Context) -> web.Response:
         """Where the app is: ``isInstalled=true`` keeps only those, ``query`` matches names."""
         query = self._query(request, _INSTALLED_PARAMS, required=("companyId", "appId"))
         company: Company = self._agencies.company_of(self._principal(ctx), query["companyId"])
@@ -158,7 +156,7 @@ class AgencyEndpoints:
         if query.get("locationId"):
             rows = [(loc, on) for loc, on in rows if loc.id == query["locationId"]]
         page = self._page(rows, query, 20)
-        return json_answer(
+        return json_response(
             {
                 "locations": [
                     {"_id": loc.id, "name": loc.name, "address": _address(loc.name),

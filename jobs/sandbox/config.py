@@ -1,4 +1,4 @@
-"""The sandbox's settings, its counters, and its request log (what it keeps of each request)."""
+"""The sandbox's settings, its counters, and what its request log keeps of each request."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["LoggedRequest", "RequestLog", "SandboxConfig", "SandboxStats"]
+__all__ = ["LoggedRequest", "SandboxConfig", "SandboxStats"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,64 +107,3 @@ class LoggedRequest:
     token_kind: str | None = None
     #: when it arrived, in seconds of the sandbox's clock (not compared: tests match the rest)
     at: float = field(default=0.0, compare=False)
-
-
-#: a request as the pipeline notes it: LoggedRequest's fields, in order
-Noted = tuple[
-    str, str, str | None, str | None, int, bool, tuple[str, ...], str | None, str | None,
-    str | None, float,
-]  # fmt: skip
-
-
-class RequestLog:
-    """Every request, in order of arrival: noted as a tuple while the sandbox serves, made a
-    :class:`LoggedRequest` when read.
-
-    Making a frozen dataclass of eleven fields costs a microsecond, a fifth of what the
-    sandbox spends on a GET; a test reads the log once, after the requests.
-    """
-
-    __slots__ = ("_entries", "_noted")
-
-    def __init__(self) -> None:
-        self._entries: list[LoggedRequest] = []
-        self._noted: list[Noted] = []
-
-    def note(self, entry: Noted) -> None:
-        """One more request (LoggedRequest's fields, in order)."""
-        self._noted.append(entry)
-
-    @property
-    def entries(self) -> list[LoggedRequest]:
-        """The log, up to date (the same list every time: callers may clear it)."""
-        if self._noted:
-            noted, self._noted = self._noted, []
-            self._entries.extend(
-                LoggedRequest(
-                    method=method,
-                    path=path,
-                    location_id=location_id,
-                    token_location=token_location,
-                    status=status,
-                    applied=applied,
-                    faults=faults,
-                    user_agent=user_agent,
-                    token_company=token_company,
-                    token_kind=token_kind,
-                    at=at,
-                )
-                for (
-                    method,
-                    path,
-                    location_id,
-                    token_location,
-                    status,
-                    applied,
-                    faults,
-                    user_agent,
-                    token_company,
-                    token_kind,
-                    at,
-                ) in noted
-            )
-        return self._entries

@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from aiohttp import web
+
 from .config import SandboxConfig, SandboxStats
-from .front import ApiRequest
 from .pipeline import Context, Endpoint
-from .responses import Answer, ApiError, json_answer
+from .responses import ApiError, json_response
 from .store import Association, Location, Store
 from .validation import body_fields, query_error, read_body
 
@@ -74,7 +75,7 @@ class Endpoints:
 
     def _prepare(
         self,
-        request: ApiRequest,
+        request: web.Request,
         ctx: Context,
         body: dict[str, Any] | None = None,
         *,
@@ -105,7 +106,7 @@ class Endpoints:
     # the relation routes (relation_endpoints.py) share the guard and the query validation
     guard, prepare = _guard, _prepare
 
-    def _located(self, request: ApiRequest, ctx: Context) -> Location:
+    def _located(self, request: web.Request, ctx: Context) -> Location:
         """For routes whose only query parameter is a required locationId."""
         _, location = self._prepare(request, ctx, allowed=("locationId",), required=("locationId",))
         assert location is not None
@@ -130,19 +131,19 @@ class Endpoints:
         return found
 
     @staticmethod
-    def _with_object(location: Location, object_key: str) -> Answer:
+    def _with_object(location: Location, object_key: str) -> web.Response:
         found = [a.to_json() for a in location.with_object(object_key)]
-        return json_answer({"associations": found})
+        return json_response({"associations": found})
 
     # -- endpoints ---------------------------------------------------------------------
 
-    async def _official_create(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _official_create(self, request: web.Request, ctx: Context) -> web.Response:
         body = await read_body(request)
         _, location = self._prepare(request, ctx, body)
         fields = body_fields(body, _OFFICIAL_CREATE_FIELDS)
         return self._create_endpoint(ctx, location, fields, conflict_status=400, wrap=False)
 
-    async def _guide_create(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _guide_create(self, request: web.Request, ctx: Context) -> web.Response:
         body = await read_body(request)
         _, location = self._prepare(request, ctx, body)
         fields = body_fields(body, _GUIDE_CREATE_FIELDS, _GUIDE_OPTIONAL_FIELDS)
@@ -156,7 +157,7 @@ class Endpoints:
         *,
         conflict_status: int,
         wrap: bool,
-    ) -> Answer:
+    ) -> web.Response:
         assert location is not None  # a valid body has a locationId, so the guard ran
         created = self._store.create(
             location,
@@ -169,9 +170,9 @@ class Endpoints:
         self._stats.count_write(location.id, created.key, "created")
         ctx.applied = True
         data = created.to_json()
-        return json_answer({"association": data} if wrap else data, status=201)
+        return json_response({"association": data} if wrap else data, status=201)
 
-    async def _official_list(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _official_list(self, request: web.Request, ctx: Context) -> web.Response:
         names = ("locationId", "skip", "limit")
         query, location = self._prepare(request, ctx, allowed=names, required=names)
         assert location is not None
@@ -180,22 +181,24 @@ class Endpoints:
         page = [a.to_json() for a in location.page(skip, size)]
         total = len(location.associations)
         trace_id = str(uuid.uuid4())
-        return json_answer({"associations": page, "total": total, "traceId": trace_id})
+        return json_response({"associations": page, "total": total, "traceId": trace_id})
 
-    async def _guide_list(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _guide_list(self, request: web.Request, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
-        return json_answer({"associations": [a.to_json() for a in location.associations.values()]})
+        return json_response(
+            {"associations": [a.to_json() for a in location.associations.values()]}
+        )
 
-    async def _official_by_key(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _official_by_key(self, request: web.Request, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
-        return json_answer(self._by_key(location, request.match_info["key"]).to_json())
+        return json_response(self._by_key(location, request.match_info["key"]).to_json())
 
-    async def _guide_by_key(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _guide_by_key(self, request: web.Request, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
         found = self._by_key(location, request.match_info["key"])
-        return json_answer({"association": found.to_json()})
+        return json_response({"association": found.to_json()})
 
-    async def _official_by_object(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _official_by_object(self, request: web.Request, ctx: Context) -> web.Response:
         # the spec marks locationId optional here: without it, the token's location
         _, location = self._prepare(request, ctx, allowed=("locationId",))
         if location is None:
@@ -203,16 +206,16 @@ class Endpoints:
             location = self._guard(ctx, ctx.token_location)
         return self._with_object(location, request.match_info["object_key"])
 
-    async def _guide_by_object(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _guide_by_object(self, request: web.Request, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
         return self._with_object(location, request.match_info["object_key"])
 
-    async def _official_get(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _official_get(self, request: web.Request, ctx: Context) -> web.Response:
         self._prepare(request, ctx)
         _, association = self._by_id(ctx, request.match_info["id"])
-        return json_answer(association.to_json())
+        return json_response(association.to_json())
 
-    async def _official_update(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _official_update(self, request: web.Request, ctx: Context) -> web.Response:
         body = await read_body(request)
         self._prepare(request, ctx, body)
         fields = body_fields(body, _UPDATE_FIELDS)
@@ -223,9 +226,9 @@ class Endpoints:
         self._store.relabel(location, association, first, second)
         self._stats.updates_applied += 1
         ctx.applied = True
-        return json_answer(association.to_json())
+        return json_response(association.to_json())
 
-    async def _delete(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _delete(self, request: web.Request, ctx: Context) -> web.Response:
         self._prepare(request, ctx)
         location, association = self._by_id(ctx, request.match_info["id"])
         if association.association_type == "SYSTEM_DEFINED":
@@ -235,8 +238,8 @@ class Endpoints:
         self._stats.count_write(location.id, association.key, "deleted")
         ctx.applied = True
         message = "Association deleted successfully"
-        return json_answer({"deleted": True, "id": association.id, "message": message})
+        return json_response({"deleted": True, "id": association.id, "message": message})
 
-    async def _objects(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _objects(self, request: web.Request, ctx: Context) -> web.Response:
         location = self._located(request, ctx)
-        return json_answer({"objects": [o.to_json() for o in location.objects.values()]})
+        return json_response({"objects": [o.to_json() for o in location.objects.values()]})

@@ -9,24 +9,20 @@ requests before it met (concurrent requests may still arrive in a different orde
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import NamedTuple
 
 import orjson
-
-from .front import ApiRequest
-from .responses import Answer
+from aiohttp import web
 
 __all__ = ["FaultDice", "FaultPlan", "drop_connection", "gateway_error"]
 
 _FAIL_STATUSES = (500, 502, 503, 504)
 
 
-class FaultPlan(NamedTuple):
-    """What goes wrong with one request; a plan with every field false/zero is harmless.
-
-    A NamedTuple rather than a frozen dataclass: one is made for every request, five times
-    cheaper."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultPlan:
+    """What goes wrong with one request; a plan with every field false/zero is harmless."""
 
     reset: bool  # drop the connection before doing anything
     fail_status: int | None  # answer this 5xx before doing anything
@@ -68,27 +64,33 @@ class FaultDice:
         latency_ms = rng.uniform(low, high)
         lost = rng.random() < self._lost_rate
         return FaultPlan(
-            reset, status if fail else None, html, stall, max(0.0, latency_ms) / 1000.0, lost
+            reset=reset,
+            fail_status=status if fail else None,
+            fail_html=html,
+            stall=stall,
+            latency=max(0.0, latency_ms) / 1000.0,
+            lost_response=lost,
         )
 
 
-def gateway_error(status: int, *, html: bool) -> Answer:
+def gateway_error(status: int, *, html: bool) -> web.Response:
     """A transient 5xx, either as a proxy's HTML page or as a NestJS JSON error."""
     phrase = HTTPStatus(status).phrase
     if html:
         page = f"<html><body><h1>{status} {phrase}</h1></body></html>"
-        return Answer(status, page.encode(), "text/html; charset=utf-8")
-    return Answer(status, orjson.dumps({"statusCode": status, "message": phrase, "error": phrase}))
+        return web.Response(status=status, text=page, content_type="text/html")
+    body = orjson.dumps({"statusCode": status, "message": phrase, "error": phrase})
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
-def drop_connection(request: ApiRequest) -> Answer:
+def drop_connection(request: web.Request) -> web.Response:
     """Close the connection under the request without answering.
 
     The client sees a disconnect (``aiohttp.ServerDisconnectedError``), never a status.
-    The returned answer only satisfies the caller: writing it to the closed transport is
+    The returned response only satisfies aiohttp: writing it to the closed transport is
     silently skipped.
     """
     transport = request.transport
     if transport is not None:
         transport.abort()
-    return Answer(499, b"", None)
+    return web.Response(status=499)

@@ -54,14 +54,6 @@ class RateLimiter:
             config.throttle_below if config.throttle_below is not None else config.rate_limit
         )
         self._fixed = config.window == "fixed"
-        # the headers' constant values, made once
-        advertised = (
-            config.advertise_limit if config.advertise_limit is not None else config.rate_limit
-        )
-        self._advertised = advertised
-        self._max = str(advertised)
-        self._interval_ms = str(round(config.rate_interval * 1000))
-        self._daily = str(config.daily_limit)
 
     def admit(self, location_id: str) -> tuple[bool, dict[str, str]]:
         """Count one request; answer whether it may proceed and the headers to send."""
@@ -152,14 +144,14 @@ class RateLimiter:
                 self._stats.contention_admitted += 1
 
     def _headers(self, in_window: int, used_today: int) -> dict[str, str]:
+        cfg = self._config
         headers: dict[str, str] = {}
-        advertised = self._advertised
+        advertised = cfg.advertise_limit if cfg.advertise_limit is not None else cfg.rate_limit
         if advertised:
-            headers["X-RateLimit-Max"] = self._max
+            headers["X-RateLimit-Max"] = str(advertised)
             headers["X-RateLimit-Remaining"] = str(max(0, advertised - in_window))
-            headers["X-RateLimit-Interval-Milliseconds"] = self._interval_ms
-        daily = self._config.daily_limit
-        if daily:
-            headers["X-RateLimit-Limit-Daily"] = self._daily
-            headers["X-RateLimit-Daily-Remaining"] = str(max(0, daily - used_today))
+            headers["X-RateLimit-Interval-Milliseconds"] = str(round(cfg.rate_interval * 1000))
+        if cfg.daily_limit:
+            headers["X-RateLimit-Limit-Daily"] = str(cfg.daily_limit)
+            headers["X-RateLimit-Daily-Remaining"] = str(max(0, cfg.daily_limit - used_today))
         return headers

@@ -13,14 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler as AiohttpHandler
+from aiohttp.typedefs import Handler
 
 from .agency import Agencies, Audience, Principal, audience_of, check_access, required_scope
-from .config import RequestLog, SandboxConfig, SandboxStats
+from .config import LoggedRequest, SandboxConfig, SandboxStats
 from .faults import FaultDice, drop_connection, gateway_error
-from .front import ApiRequest, Handler
 from .limits import RateLimiter
-from .responses import Answer, ApiError
+from .responses import ApiError
 from .store import Store
 
 __all__ = ["Context", "Endpoint", "Pipeline"]
@@ -44,7 +43,7 @@ class Context:
     faults: list[str] = field(default_factory=list)
 
 
-Endpoint = Callable[[ApiRequest, Context], Awaitable[Answer]]
+Endpoint = Callable[[web.Request, Context], Awaitable[web.Response]]
 
 
 class Pipeline:
@@ -55,7 +54,7 @@ class Pipeline:
         config: SandboxConfig,
         store: Store,
         stats: SandboxStats,
-        log: RequestLog,
+        log: list[LoggedRequest],
         agencies: Agencies,
     ) -> None:
         self._config = config
@@ -74,59 +73,59 @@ class Pipeline:
         )
 
     @web.middleware
-    async def unknown_routes(
-        self, request: web.Request, handler: AiohttpHandler
-    ) -> web.StreamResponse:
-        """Step 1 for aiohttp's router: what it does not match (admin routes excepted) goes
-        to :meth:`unknown`."""
+    async def unknown_routes(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Step 1: an unknown path or method answers 404 (admin routes excepted)."""
         if request.match_info.http_exception is None or request.path.startswith("/_sandbox/"):
             return await handler(request)
-        return (await self.unknown(request)).response()
-
-    async def unknown(self, request: ApiRequest) -> Answer:
-        """Step 1: a path or method no API route takes answers 404, counted and logged."""
         self._stats.requests += 1
         error = ApiError(404, f"Cannot {request.method} {request.path}")
-        user_agent = request.headers.get("User-Agent")
-        at = self._config.clock()
-        self._log.note(
-            (request.method, request.path, None, None, 404, False, (), user_agent, None, None, at)
+        self._log.append(
+            LoggedRequest(
+                method=request.method,
+                path=request.path,
+                location_id=None,
+                token_location=None,
+                status=404,
+                applied=False,
+                user_agent=request.headers.get("User-Agent"),
+                at=self._config.clock(),
+            )
         )
-        return error.answer()
+        return error.response()
 
     def wrap(self, endpoint: Endpoint, *, method: str, path: str) -> Handler:
         """The aiohttp handler that runs ``endpoint`` (the route ``method path``) through
         the pipeline, counted and logged."""
         audience, scope = audience_of(path), required_scope(method, path)
 
-        async def handle(request: ApiRequest) -> Answer:
+        async def handle(request: web.Request) -> web.StreamResponse:
             ctx = Context(request.method, request.path, self._config.clock())
             self._stats.requests += 1
             try:
                 return await self._run(request, ctx, endpoint, audience, scope)
             finally:
                 principal = ctx.principal
-                self._log.note(
-                    (
-                        ctx.method,
-                        ctx.path,
-                        ctx.location_id,
-                        ctx.token_location,
-                        ctx.status,
-                        ctx.applied,
-                        tuple(ctx.faults),
-                        request.headers.get("User-Agent"),
-                        principal.company_id if principal else None,
-                        principal.kind if principal else None,
-                        ctx.at,
+                self._log.append(
+                    LoggedRequest(
+                        method=ctx.method,
+                        path=ctx.path,
+                        location_id=ctx.location_id,
+                        token_location=ctx.token_location,
+                        status=ctx.status,
+                        applied=ctx.applied,
+                        faults=tuple(ctx.faults),
+                        user_agent=request.headers.get("User-Agent"),
+                        token_company=principal.company_id if principal else None,
+                        token_kind=principal.kind if principal else None,
+                        at=ctx.at,
                     )
                 )
 
         return handle
 
     async def _run(
-        self, request: ApiRequest, ctx: Context, endpoint: Endpoint, audience: Audience, scope: str
-    ) -> Answer:
+        self, request: web.Request, ctx: Context, endpoint: Endpoint, audience: Audience, scope: str
+    ) -> web.Response:
         """Steps 2 to 9 of the package docs."""
         headers: dict[str, str] = {}
         try:
@@ -156,12 +155,12 @@ class Pipeline:
                 try:
                     response = await endpoint(request, ctx)
                 except ApiError as exc:
-                    response = exc.answer()
+                    response = exc.response()
                 if plan.lost_response and request.method in _WRITES:
                     self._fault(ctx, "lost_response")
                     return drop_connection(request)
         except ApiError as exc:
-            response = exc.answer()
+            response = exc.response()
         response.headers.update(headers)
         ctx.status = response.status
         return response
@@ -170,7 +169,7 @@ class Pipeline:
         ctx.faults.append(kind)
         self._stats.faults_injected[kind] = self._stats.faults_injected.get(kind, 0) + 1
 
-    def _authenticate(self, request: ApiRequest) -> Principal:
+    def _authenticate(self, request: web.Request) -> Principal:
         """Who the request's token speaks for, after the Version header check."""
         if request.headers.get("Version") != _API_VERSION:
             raise ApiError(401, "version header was not found.")

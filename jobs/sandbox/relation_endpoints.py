@@ -7,12 +7,13 @@ live in :mod:`.relation_store`.
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from .config import SandboxConfig
 from .endpoints import Endpoints
-from .front import ApiRequest
 from .pipeline import Context, Endpoint
 from .relation_store import RelationStore
-from .responses import Answer, ApiError, json_answer
+from .responses import ApiError, json_response
 from .store import Association, Store
 from .validation import body_fields, read_body
 
@@ -57,7 +58,7 @@ class RelationEndpoints:
             raise ApiError(404, "Association not found")
         return self._definitions.guard(ctx, owner).associations[association_id]  # 403
 
-    async def _create(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _create(self, request: web.Request, ctx: Context) -> web.Response:
         body = await read_body(request)
         self._definitions.prepare(request, ctx, body)  # locationId in the query: 422
         fields = body_fields(body, _CREATE_FIELDS)
@@ -67,12 +68,12 @@ class RelationEndpoints:
         )
         ctx.applied = True
         data = self._relations.to_json(relation)
-        return json_answer(
+        return json_response(
             {"relation": data} if self._config.wrap_relation else data,
             status=self._config.relation_status,
         )
 
-    async def _of_record(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _of_record(self, request: web.Request, ctx: Context) -> web.Response:
         query, location = self._definitions.prepare(
             request, ctx, allowed=_LIST_QUERY, required=_LIST_QUERY[:-1]
         )
@@ -85,9 +86,9 @@ class RelationEndpoints:
         skip, limit = int(query["skip"]), int(query["limit"])
         size = min(limit, self._config.page_cap) if self._config.page_cap > 0 else limit
         page = [self._relations.to_json(r) for r in found[skip : skip + size]]
-        return json_answer({"relations": page, "total": len(found)})
+        return json_response({"relations": page, "total": len(found)})
 
-    async def _delete(self, request: ApiRequest, ctx: Context) -> Answer:
+    async def _delete(self, request: web.Request, ctx: Context) -> web.Response:
         self._definitions.prepare(request, ctx, allowed=("locationId",), required=("locationId",))
         relation = self._relations.find(request.match_info["relation_id"])
         if relation is None:
@@ -97,4 +98,4 @@ class RelationEndpoints:
         self._relations.delete(relation)
         ctx.applied = True
         message = "Relation deleted successfully"
-        return json_answer({"deleted": True, "id": relation_id, "message": message})
+        return json_response({"deleted": True, "id": relation_id, "message": message})

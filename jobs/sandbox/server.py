@@ -1,14 +1,11 @@
 """The :class:`Sandbox`: the fake API as an aiohttp application, its lifecycle, test helpers.
 
 It also serves the admin routes under ``/_sandbox/`` (no auth, no faults, no limits, not
-counted), and keeps tokens out of aiohttp's error log. Connections are accepted by the
-sandbox's own front (:mod:`.front`), which answers plain API requests itself, as aiohttp
-would, and hands every other connection to the aiohttp application.
+counted), and keeps tokens out of aiohttp's error log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -17,13 +14,11 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler as AiohttpHandler
 
 from .agency import AGENCY_SCOPES, Agencies
 from .agency_endpoints import AgencyEndpoints
-from .config import LoggedRequest, RequestLog, SandboxConfig, SandboxStats
+from .config import LoggedRequest, SandboxConfig, SandboxStats
 from .endpoints import Endpoints
-from .front import Front, Handler
 from .pipeline import Pipeline
 from .relation_endpoints import RelationEndpoints
 from .relation_store import RelationStore, generated_prefix
@@ -57,16 +52,6 @@ _SERVER_LOG = logging.getLogger(__name__)  # "jobs.sandbox.server", as before th
 _SERVER_LOG.addFilter(_Redact())
 
 _DEFAULT_CONFIG = SandboxConfig()  # immutable, so one instance serves every default
-_SHUTDOWN_TIMEOUT = 1.0  # seconds requests still running get when the sandbox stops
-
-
-def _responding(handler: Handler) -> AiohttpHandler:
-    """``handler`` as aiohttp calls it: its answer made a ``web.Response``."""
-
-    async def respond(request: web.Request) -> web.StreamResponse:
-        return (await handler(request)).response()
-
-    return respond
 
 
 class Sandbox:
@@ -75,10 +60,10 @@ class Sandbox:
     def __init__(self, config: SandboxConfig = _DEFAULT_CONFIG) -> None:
         self.config = config
         self.stats = SandboxStats()
-        self._log = RequestLog()
+        self.log: list[LoggedRequest] = []
         self._store = Store(config)
         self._agencies = Agencies(config, self._store, self.stats)
-        self._pipeline = Pipeline(config, self._store, self.stats, self._log, self._agencies)
+        self._pipeline = Pipeline(config, self._store, self.stats, self.log, self._agencies)
         self._endpoints = Endpoints(config, self._store, self.stats)
         self._agency_endpoints = AgencyEndpoints(config, self._agencies)
         self._relations = RelationStore(config, self._store, self.stats)
@@ -87,10 +72,7 @@ class Sandbox:
             config, self._store, self._relations, self._endpoints
         )
         self._runner: web.AppRunner | None = None
-        self._listener: asyncio.Server | None = None
-        self._front: Front | None = None
         self._url: str | None = None
-        self._routes: list[tuple[str, str, Handler | None]] = []  # the front's
         self.app = self._build_app()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -99,29 +81,18 @@ class Sandbox:
         """Listen on host:port (0 picks a free port) and return the base URL."""
         if self._runner is not None:
             raise RuntimeError("the sandbox is already started")
-        runner = web.AppRunner(
-            self.app, access_log=None, logger=_SERVER_LOG, shutdown_timeout=_SHUTDOWN_TIMEOUT
-        )
+        runner = web.AppRunner(self.app, access_log=None, logger=_SERVER_LOG, shutdown_timeout=1.0)
         await runner.setup()
-        aiohttp_protocol = runner.server
-        assert aiohttp_protocol is not None
-        front = Front(
-            self._routes,
-            unknown=self._pipeline.unknown,
-            fallback=aiohttp_protocol,
-            logger=_SERVER_LOG,
-        )
+        # A client that follows the work opens hundreds of connections at once; aiohttp's
+        # default backlog (128) would drop their SYNs, and each costs a 1 s retransmit.
+        site = web.TCPSite(runner, host, port, backlog=1024)
         try:
-            # A client that follows the work opens hundreds of connections at once; aiohttp's
-            # default backlog (128) would drop their SYNs, and each costs a 1 s retransmit.
-            listener = await asyncio.get_running_loop().create_server(
-                front.protocol, host, port, backlog=1024
-            )
+            await site.start()
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner, self._listener, self._front = runner, listener, front
-        bound_port = listener.sockets[0].getsockname()[1]
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
         shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
         shown = f"[{shown}]" if ":" in shown else shown
         self._url = f"http://{shown}:{bound_port}"
@@ -129,14 +100,9 @@ class Sandbox:
 
     async def aclose(self) -> None:
         """Stop listening; requests still running get one second to finish."""
-        runner, listener, front = self._runner, self._listener, self._front
-        self._runner = self._listener = self._front = None
-        if runner is None or listener is None or front is None:
-            return
-        listener.close()  # as aiohttp's cleanup: stop listening, let requests in, close idle
-        await asyncio.sleep(0)
-        front.pre_shutdown()
-        await asyncio.gather(front.shutdown(_SHUTDOWN_TIMEOUT), runner.cleanup())
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def __aenter__(self) -> Sandbox:
         await self.start()
@@ -144,11 +110,6 @@ class Sandbox:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    @property
-    def log(self) -> list[LoggedRequest]:
-        """Every API request so far, in order of arrival (admin requests are not logged)."""
-        return self._log.entries
 
     @property
     def url(self) -> str:
@@ -346,10 +307,7 @@ class Sandbox:
         )
         for method, path, endpoint in routes:
             handler = self._pipeline.wrap(endpoint, method=method, path=path)
-            app.router.add_route(method, path, _responding(handler))
-            # the front serves them too, but for a form body: aiohttp reads those
-            form = (method, path) in self._agency_endpoints.form_routes
-            self._routes.append((method, path, None if form else handler))
+            app.router.add_route(method, path, handler)
         app.router.add_post("/_sandbox/companies", self._admin_companies)
         app.router.add_post("/_sandbox/companies/{company_id}/{action}", self._admin_company_token)
         app.router.add_post("/_sandbox/tokens", self._admin_tokens)

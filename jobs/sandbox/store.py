@@ -13,9 +13,9 @@ sandbox answers as fast with 50,000 definitions in a location as with five.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, TypeAlias
 
@@ -41,16 +41,8 @@ _SYSTEM_ASSOCIATIONS = (
 _SYSTEM_CREATED_AT = "2023-01-01T00:00:00.000Z"
 
 
-_second: list[Any] = [None, ""]  # the last second _now_iso formatted, and its text
-
-
 def _now_iso() -> str:
-    """Now, as ``datetime.now(UTC).isoformat(timespec="milliseconds")`` with a ``Z``; the
-    date and time of day are formatted once a second (a create's cost, otherwise)."""
-    second, nanos = divmod(time.time_ns(), 1_000_000_000)
-    if second != _second[0]:
-        _second[:] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-    return f"{_second[1]}.{nanos // 1_000_000:03d}Z"
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _labels_for(object_key: str) -> tuple[str, str]:

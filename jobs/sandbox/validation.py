@@ -7,13 +7,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .front import ApiRequest
 from .responses import ApiError
 
 __all__ = ["admin_body", "body_fields", "query_error", "read_body"]
 
 
-async def read_body(request: ApiRequest) -> dict[str, Any]:
+async def read_body(request: web.Request) -> dict[str, Any]:
     """The JSON body; like Express's body parser, ignored unless sent as application/json."""
     raw = await request.read()
     if not raw or request.content_type != "application/json":
@@ -33,8 +32,7 @@ def body_fields(
     """Body validation (400): required non-empty strings, optional strings, nothing else."""
     errors: list[str] = []
     values: dict[str, str] = {}
-    known = required + optional
-    for name in known:
+    for name in required + optional:
         value = body.get(name)
         if name not in body and name in optional:
             continue
@@ -44,7 +42,7 @@ def body_fields(
             values[name] = value
         elif name in required:
             errors.append(f"{name} should not be empty")
-    errors += [f"property {p} should not exist" for p in body if p not in known]
+    errors += [f"property {p} should not exist" for p in body if p not in required + optional]
     if errors:
         raise ApiError(400, errors)
     return values
