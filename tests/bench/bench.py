@@ -422,10 +422,12 @@ def _engine_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import anyio
 
     from engine import RunConfig
+    from engine.cli import tune_gc
     from engine.console import configure_logging
     from jobs.api import run_job
 
     configure_logging("json")  # to stderr, which the parent sends to a file: logs included
+    tune_gc()  # the collector as the program sets it
     anyio.run(anyio.sleep, 0, backend="asyncio")  # anyio imports its backend on first use
     config = RunConfig(
         job_files=(spec["job_file"],),
