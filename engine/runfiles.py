@@ -114,7 +114,6 @@ class RunFiles:
         self._lock: FileLock | None = None
         self._journal: RunJournal | None = None
         self._writer: ReportWriter | None = None
-        self._store: RunStore | None = None
         self._resumed = False
         #: the run's timeline, told of every attempt (None without a report)
         self.timeline: TimelineWriter | None = None
@@ -213,7 +212,7 @@ class RunFiles:
             if isinstance(exc, StorageError):
                 raise ConfigError(f"{exc}; nothing was sent") from None
             raise
-        self._journal, self._writer, self._store = journal, writer, store
+        self._journal, self._writer = journal, writer
         self._resumed = exists
         self.timeline = TimelineWriter(timeline_path(path))
         self.timeline.open(fresh=not exists)  # a new report starts a new timeline
@@ -349,20 +348,16 @@ class RunFiles:
         if self._journal is not None:
             self._journal.intent(record, fields)
 
-    def write(self, outcome: Outcome) -> bool:
-        """Append the outcome's row; False (and :attr:`storage_error` set) when it cannot."""
+    def write(self, outcome: Outcome) -> bytes | None:
+        """Append the outcome's row; return the line written, or None when there is no
+        report or it cannot be written (then :attr:`storage_error` is set)."""
         if self._writer is None:
-            return True
+            return None
         try:
-            line = self._writer.write(self.row(outcome))
+            return self._writer.write(self.row(outcome))
         except StorageError as exc:
             self.failed(exc)
-            return False
-        if self._store is not None:
-            # The run has just given the store this outcome: the final report copies the
-            # line instead of encoding the row again.
-            self._store.set_line(outcome, line)
-        return True
+            return None
 
     def failed(self, exc: StorageError) -> None:
         """Remember the first storage failure."""

@@ -451,11 +451,12 @@ class Runner:
     def _record(self, pos: int, outcome: Outcome) -> None:
         assert self._store is not None
         assert self._locations is not None
-        self._store.set_outcome(pos, outcome)
+        # The line the report got is kept with the outcome: the final report copies it.
+        self._store.set_outcome(pos, outcome, self._files.write(outcome))
+        if self._files.storage_error is not None:
+            self.stop()  # the report cannot be written: send nothing more
         if outcome.status != NOT_RUN:
             self._processed += 1
-        if not self._files.write(outcome):
-            self.stop()  # the report cannot be written: send nothing more
         if self._observer is not None:
             self._observer.finished(outcome)
         location = outcome.record.location_id

@@ -114,8 +114,7 @@ class RunStore:
         self._pending_done: list[Row] = []  # records with their outcome
         self._size = 0
         self._sealed = False
-        self._outcomes: list[list[Any]] = []  # set, not yet written
-        self._last: Outcome | None = None  # the outcome of self._outcomes[-1]
+        self._outcomes: list[Row] = []  # set, not yet written
         self._has_intents = False
 
     # -- loading ------------------------------------------------------------------------
@@ -276,31 +275,24 @@ class RunStore:
         ).fetchall()
         return [(row[0], _record(row)) for row in rows]
 
-    def set_outcome(self, pos: int, outcome: Outcome) -> None:
+    def set_outcome(self, pos: int, outcome: Outcome, line: bytes | None = None) -> None:
         """Record what became of the record at ``pos`` (written in batches: every read of
-        outcomes, and :meth:`commit`, writes what is waiting first)."""
+        outcomes, and :meth:`commit`, writes what is waiting first). ``line``: its report
+        line as the run wrote it, which the final report copies instead of encoding the row
+        again (:meth:`report_lines`)."""
         if len(self._outcomes) >= _COMMIT_EVERY:
             self.commit()
         self._outcomes.append(
-            [
+            (
                 outcome.status,
                 outcome.http_status,
                 outcome.attempts,
                 outcome.error,
                 orjson.dumps(outcome.fields, default=dict) if outcome.fields else None,
-                None,  # the report line, if set_line follows
+                line,
                 pos,
-            ]
+            )
         )
-        self._last = outcome
-
-    def set_line(self, outcome: Outcome, line: bytes) -> None:
-        """Keep ``line``, the report line of ``outcome``, for :meth:`report_lines`, so that
-        the final report copies it instead of encoding the row again. Only for the outcome
-        just given to :meth:`set_outcome` (anything else is ignored: its line is encoded
-        again at the end)."""
-        if outcome is self._last:
-            self._outcomes[-1][5] = line
 
     def _write_outcomes(self) -> None:
         if self._outcomes:
@@ -310,7 +302,6 @@ class RunStore:
                 self._outcomes,
             )
             self._outcomes.clear()
-            self._last = None
 
     def commit(self) -> None:
         """Write the outcomes waiting, and end the transaction (bounds dirty pages)."""
@@ -426,8 +417,8 @@ class RunStore:
             last = chunk[-1][0]
 
     def report_lines(self, encode: Callable[[Outcome], bytes]) -> Iterator[bytes]:
-        """The report line of every outcome, in input order: the one kept with
-        :meth:`set_line`, else ``encode(outcome)``."""
+        """The report line of every outcome, in input order: the one given to
+        :meth:`set_outcome`, else ``encode(outcome)``."""
         self._write_outcomes()
         last = -1
         while True:

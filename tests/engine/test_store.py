@@ -107,8 +107,7 @@ def test_report_lines_copy_the_kept_line_and_encode_the_rest() -> None:
     records = [rec(n) for n in range(3)]
     store = filled(records)
     done = Outcome(record=records[1], status=FAILED, error="x")
-    store.set_outcome(1, done)
-    store.set_line(done, b"kept line\n")
+    store.set_outcome(1, done, b"kept line\n")
     store.settle_rest("not sent")
 
     assert list(store.report_lines(_encode)) == [
@@ -119,27 +118,12 @@ def test_report_lines_copy_the_kept_line_and_encode_the_rest() -> None:
     store.close()
 
 
-def test_a_line_is_kept_only_for_the_outcome_just_set() -> None:
-    """A line given for another outcome than the last one set is ignored, not misplaced."""
-    records = [rec(n) for n in range(2)]
-    store = filled(records)
-    first = Outcome(record=records[0], status=FAILED)
-    store.set_outcome(0, first)
-    store.set_outcome(1, Outcome(record=records[1], status=FAILED))
-    store.set_line(first, b"line of the first\n")
-
-    assert list(store.report_lines(_encode)) == [b"jobs.csv:2,failed\n", b"jobs.csv:3,failed\n"]
-    store.close()
-
-
 def test_a_kept_line_survives_a_commit_but_not_a_new_status() -> None:
     """Lines are written with their outcomes in batches; restatus drops the stale line."""
     records = [rec(n) for n in range(1500)]
     store = filled(records)
     for pos, record in enumerate(records):
-        outcome = Outcome(record=record, status=INVALID)
-        store.set_outcome(pos, outcome)
-        store.set_line(outcome, f"{pos}\n".encode())
+        store.set_outcome(pos, Outcome(record=record, status=INVALID), f"{pos}\n".encode())
     lines = list(store.report_lines(_encode))
     assert lines == [f"{pos}\n".encode() for pos in range(1500)]
 
