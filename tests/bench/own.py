@@ -10,10 +10,10 @@ The run is ``jobs.api.run_job`` as ``ghl-migrate run`` makes it (report, journal
 store, JSON logs to a file, the program's garbage collector settings), but its transport
 answers at once from memory, as the sandbox would with limits off (all five rate headers, a
 very high limit): the objects list, an empty definitions list, and each create echoed back
-with an id. So the CPU time measured
-is the engine's and the job kind's alone, with no HTTP client and no server: what the
-engine adds to each request a bare aiohttp client would make. Run it before and after a
-change to the engine's per-record path; the median of ``--repeat`` runs counts.
+with an id (``tests.fakes.FakeTransport``). So the CPU time measured is the engine's and
+the job kind's alone, with no HTTP client and no server: what the engine adds to each
+request a bare aiohttp client would make. Run it before and after a change to the engine's
+per-record path; the median of ``--repeat`` runs counts.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 import orjson
 
 from engine import Request, Response, RunConfig
@@ -39,6 +39,7 @@ from engine.cli import tune_gc
 from engine.console import configure_logging
 from jobs.api import run_job
 from tests.bench.bench import OBJECTS, location_ids, write_job, write_tokens
+from tests.fakes import FakeTransport
 
 _HEADERS = {
     "content-type": "application/json",
@@ -54,28 +55,22 @@ _OBJECTS = orjson.dumps(
 _EMPTY = b'{"associations":[]}'
 
 
-class InstantTransport:
-    """Answers every request at once, from memory (one checkpoint, as a socket would)."""
+def _answer(ids: Iterator[int]) -> Callable[[Request], Response]:
+    """The sandbox's answers with limits off, at once: the objects list, an empty
+    definitions list, and each create echoed back with a new id."""
 
-    def __init__(self) -> None:
-        self._ids = itertools.count()
-        self.requests = 0
-
-    async def send(self, request: Request) -> Response:
-        self.requests += 1
-        await anyio.lowlevel.checkpoint()
+    def answer(request: Request) -> Response:
         if request.method == "GET":
             objects = request.url.rstrip("/").endswith("/objects")
             return Response(status=200, headers=_HEADERS, body=_OBJECTS if objects else _EMPTY)
         body = dict(request.json) | {
-            "id": f"{next(self._ids):024x}",
+            "id": f"{next(ids):024x}",
             "associationType": "USER_DEFINED",
             "createdAt": "2026-01-01T00:00:00.000Z",
         }
         return Response(status=201, headers=_HEADERS, body=orjson.dumps(body))
 
-    async def aclose(self) -> None:
-        return None
+    return answer
 
 
 def _cpu() -> float:
@@ -91,7 +86,7 @@ def one_run(workdir: Path, n: int, *, records: int, locations: int) -> tuple[flo
     job = workdir / f"job{n}.csv"
     count = write_job(job, ids, max(1, records // locations))
     config = RunConfig(job_files=(str(job),), report=str(workdir / f"out{n}.csv"))
-    transport = InstantTransport()
+    transport = FakeTransport(_answer(itertools.count()))  # one checkpoint per answer
 
     async def main() -> Any:
         return await run_job(
