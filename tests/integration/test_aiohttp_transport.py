@@ -279,3 +279,28 @@ async def test_every_request_names_the_tool_its_version_and_the_process() -> Non
     expected = f"ghl-migrate/{version('ghl-migrate')} (pid {os.getpid()})"
     assert user_agent() == expected
     assert [entry.user_agent for entry in sb.log] == [expected]
+
+
+async def test_a_cookie_set_by_one_answer_is_never_sent_again() -> None:
+    """The transport keeps no cookies: one location's answer cannot attach its cookie to
+    the requests of other locations (each request carries its own token and nothing else)."""
+    cookies: list[str | None] = []
+
+    async def handler(req: web.Request) -> web.Response:
+        cookies.append(req.headers.get("Cookie"))
+        resp = web.json_response({"ok": True})
+        resp.set_cookie("session", "from-loc1", path="/")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/associations/", handler)
+    resolver = FakeResolver("api.cookies.test")
+    async with (
+        TestServer(app, host="127.0.0.1", port=0) as server,
+        AiohttpTransport(timeout=2, resolver=resolver) as t,
+    ):
+        url = f"http://api.cookies.test:{server.port}/associations/"
+        first = await t.send(request(url=url))
+        await t.send(request(url=url, location_id="loc2"))
+    assert "session=from-loc1" in first.headers["set-cookie"]  # the server did set one
+    assert cookies == [None, None]
