@@ -9,6 +9,7 @@ in the stats and appended to the log.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,13 @@ class Context:
     status: int = 0
     applied: bool = False
     faults: list[str] = field(default_factory=list)
+
+
+def _shared(text: str | None) -> str | None:
+    """One copy of a text that many log entries repeat (a location id, a User-Agent):
+    each request's headers and query are parsed into new strings, which the request log
+    would otherwise keep once per request."""
+    return None if text is None else sys.intern(text)
 
 
 Endpoint = Callable[[web.Request, Context], Awaitable[web.Response]]
@@ -108,13 +116,13 @@ class Pipeline:
                 self._log.append(
                     LoggedRequest(
                         method=ctx.method,
-                        path=ctx.path,
-                        location_id=ctx.location_id,
+                        path=sys.intern(ctx.path),
+                        location_id=_shared(ctx.location_id),
                         token_location=ctx.token_location,
                         status=ctx.status,
                         applied=ctx.applied,
                         faults=tuple(ctx.faults),
-                        user_agent=request.headers.get("User-Agent"),
+                        user_agent=_shared(request.headers.get("User-Agent")),
                         token_company=principal.company_id if principal else None,
                         token_kind=principal.kind if principal else None,
                         at=ctx.at,

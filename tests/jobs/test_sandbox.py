@@ -144,6 +144,29 @@ async def test_token_of_another_location_is_403_and_counted(http: aiohttp.Client
         assert [(e.location_id, e.token_location) for e in sb.log] == [("L2", "L1")] * 3
 
 
+async def test_the_request_log_keeps_one_copy_of_what_requests_repeat(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Entries share their path, location id and User-Agent with the entries before them,
+    so the log does not grow by a copy of each per request (at 1,000,000 requests that
+    was about 160 bytes a request)."""
+    async with Sandbox() as sb:
+        token = sb.issue_token("L1")
+        for n in range(2):
+            body = official_body("L1", key=f"k{n}", firstObjectLabel=f"a{n}")
+            status, _, _ = await call(http, sb, "POST", "/associations/", token=token, json=body)
+            assert status == 201
+        first, second = sb.log
+        assert (first.path, first.location_id, first.user_agent) == (
+            "/associations/",
+            "L1",  # read from each request's JSON body
+            SERVER_SOFTWARE,
+        )
+        assert first.path is second.path
+        assert first.location_id is second.location_id
+        assert first.user_agent is second.user_agent
+
+
 async def test_official_create_is_201_with_the_bare_association(
     http: aiohttp.ClientSession,
 ) -> None:
