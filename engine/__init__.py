@@ -36,9 +36,10 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         StorageError,
         TransportError,
     )
+    from .gates import LocationGates
     from .job import JobKind
     from .journal import journal_intents, journal_meta, journal_path, pending_intents
-    from .limiter import LocationGates, LocationLimiter, RateHint, parse_rate
+    from .limiter import LocationLimiter
     from .lock import FileLock, LockHeld
     from .merge import MergeResult, merge_reports
     from .model import (
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         Response,
     )
     from .overview import Overview, RunIdentity, message_pattern, run_identity, summarize
+    from .rates import RateHint, parse_rate
     from .report import iter_report, read_report
     from .result import Observer, RunConfig, RunResult, Summary
     from .retry import RETRYABLE_STATUSES, RetryPolicy, is_retryable, retry_after_seconds
@@ -86,9 +88,10 @@ _MODULES = {
         "StorageError",
         "TransportError",
     ),
+    "gates": ("LocationGates",),
     "job": ("JobKind",),
     "journal": ("journal_intents", "journal_meta", "journal_path", "pending_intents"),
-    "limiter": ("LocationGates", "LocationLimiter", "RateHint", "parse_rate"),
+    "limiter": ("LocationLimiter",),
     "lock": ("FileLock", "LockHeld"),
     "merge": ("MergeResult", "merge_reports"),
     "model": (
@@ -103,6 +106,7 @@ _MODULES = {
         "Response",
     ),
     "overview": ("Overview", "RunIdentity", "message_pattern", "run_identity", "summarize"),
+    "rates": ("RateHint", "parse_rate"),
     "report": ("iter_report", "read_report"),
     "result": ("Observer", "RunConfig", "RunResult", "Summary"),
     "retry": ("RETRYABLE_STATUSES", "RetryPolicy", "is_retryable", "retry_after_seconds"),

@@ -44,8 +44,9 @@ from .errors import (
     RunStopped,
     TransportError,
 )
-from .limiter import LocationGates, RateHint
+from .gates import LocationGates
 from .model import LocationId, Request, Response
+from .rates import RateHint
 from .retry import RETRYABLE_STATUSES, RetryPolicy, describe_failure, is_retryable, log_retries
 from .timeline import AttemptRecorder
 

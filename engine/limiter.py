@@ -20,7 +20,7 @@ Completion times sit in a deque, oldest first, pruned as they leave the window; 
 about ``limit`` entries, so the check is exact and memory is bounded.
 
 The limit is learned, not fixed: the user's ``--rate`` is only the starting guess, and the
-server's answers (parsed by the job kind into a :class:`RateHint`) refine it.
+server's answers (parsed by the job kind into a :class:`~engine.rates.RateHint`) refine it.
 
 * ``X-RateLimit-Max`` and ``-Interval`` advertise the limit and the window.
 * ``X-RateLimit-Remaining`` lower than our own count means someone else spends this budget
@@ -60,19 +60,22 @@ oscillating below it.
 from __future__ import annotations
 
 import math
-import re
 import time
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
 from .errors import DailyLimitExhausted  # raised here; re-exported for old imports
+from .rates import RateHint, check_rate, parse_rate  # re-exported for old imports
+
+if TYPE_CHECKING:
+    from .gates import LocationGates  # re-exported for old imports (see __getattr__ below)
 
 __all__ = [
     "DailyLimitExhausted",
@@ -96,24 +99,6 @@ _CONTENTION_MEMORY = 2.0
 _PASS_RENEWAL = 8.0
 #: the first peek's delay after the last answer, in windows (doubled after each 429, up to 1)
 _PEEK_FIRST = 1 / 8
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RateHint:
-    """What one response said about the location's budget (parsed by the job kind from headers)."""
-
-    limit: int | None = None  # requests per interval the server advertises
-    remaining: int | None = None  # requests left in the current window
-    interval: float | None = None  # seconds
-    daily_remaining: int | None = None
-    retry_after: float | None = None  # seconds, from a 429
-
-
-def _check(limit: int, interval: float) -> None:
-    if limit < 1:
-        raise ValueError(f"rate limit must be at least 1 request, got {limit}")
-    if not interval > 0 or not math.isfinite(interval):
-        raise ValueError(f"rate interval must be a positive number of seconds, got {interval}")
 
 
 class LocationLimiter:
@@ -179,7 +164,7 @@ class LocationLimiter:
         sleep: Sleep = anyio.sleep,
         name: str = "",
     ) -> None:
-        _check(limit, interval)
+        check_rate(limit, interval)
         self._name = name
         self._advertised = limit
         self._interval = float(interval)
@@ -639,77 +624,13 @@ class Slot(AbstractAsyncContextManager["Slot"]):
         self._limiter._release(self.seq)
 
 
-class LocationGates:
-    """Lazily creates one LocationLimiter per location, inside the running loop.
+if not TYPE_CHECKING:  # hidden from mypy, so that a misspelt name stays an error
 
-    Each location is a separate budget on the server, so one location's 429s or exhausted
-    daily budget never slow another.
-    """
+    def __getattr__(name: str) -> object:
+        # LocationGates moved to engine/gates.py, which imports this module; it is
+        # imported from there on first use, so old imports keep working without a cycle.
+        if name == "LocationGates":
+            from .gates import LocationGates
 
-    __slots__ = ("_clock", "_gates", "_interval", "_limit", "_sleep")
-
-    def __init__(
-        self,
-        limit: int,
-        interval: float,
-        *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = anyio.sleep,
-    ) -> None:
-        _check(limit, interval)
-        self._limit = limit
-        self._interval = interval
-        self._clock = clock
-        self._sleep = sleep
-        self._gates: dict[str, LocationLimiter] = {}
-
-    def __getitem__(self, location_id: str) -> LocationLimiter:
-        gate = self._gates.get(location_id)
-        if gate is None:
-            gate = LocationLimiter(
-                self._limit, self._interval, clock=self._clock, sleep=self._sleep, name=location_id
-            )
-            self._gates[location_id] = gate
-        return gate
-
-    def budget(self, location_id: str) -> tuple[int, float]:
-        """The location's limit and interval (the starting ones before its first request)."""
-        gate = self._gates.get(location_id)
-        if gate is None:
-            return self._limit, self._interval
-        return gate.limit, gate.interval
-
-    def __len__(self) -> int:
-        return len(self._gates)
-
-    # Explicit, because the fallbacks for ``in`` and iteration would call __getitem__ with
-    # 0, 1, 2, ... and create limiters forever.
-    def __contains__(self, location_id: object) -> bool:
-        return location_id in self._gates
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._gates))
-
-
-_RATE = re.compile(r"([0-9]+)\s*/\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)?\s*(ms|s|m|h)?", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(text: str) -> tuple[int, float]:
-    """Parse ``--rate`` such as ``100/10s``, ``600/1m``, ``100/500ms`` or ``100/10`` (seconds).
-
-    Returns ``(limit, interval_seconds)``; raises ValueError naming the expected form.
-    """
-    match = _RATE.fullmatch(text.strip())
-    if match is None or (match[2] is None and match[3] is None):
-        raise ValueError(
-            f"invalid rate {text!r}: expected LIMIT/INTERVAL such as 100/10s, 600/1m or "
-            "100/500ms (units ms, s, m, h; seconds if none)"
-        )
-    limit = int(match[1])
-    interval = float(match[2] or 1) * _UNIT_SECONDS[(match[3] or "s").lower()]
-    if limit < 1:
-        raise ValueError(f"invalid rate {text!r}: the limit must be at least 1 request")
-    if not interval > 0:
-        raise ValueError(f"invalid rate {text!r}: the interval must be greater than 0")
-    return limit, interval
+            return LocationGates
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -68,6 +68,7 @@ from .errors import (
     ConfigError,
     ConnectFailed,
     CredentialRefused,
+    DailyLimitExhausted,
     HTTPStatusError,
     LocationError,
     RequestError,
@@ -75,9 +76,9 @@ from .errors import (
     StorageError,
 )
 from .feed import Feed
+from .gates import LocationGates
 from .job import JobKind
 from .junit import check_junit_path, write_junit
-from .limiter import DailyLimitExhausted, LocationGates
 from .loading import load_job_files, load_records
 from .locations import LocationStates
 from .model import BLOCKED, FAILED, INVALID, NOT_RUN, Outcome, Record
