@@ -22,7 +22,7 @@ import click
 from .concurrency import PROCESS_BOUND
 from .console import configure_logging, render_summary
 from .errors import ConfigError, StorageError
-from .limiter import parse_rate
+from .rates import parse_rate
 from .result import Observer, RunConfig, RunResult
 from .retry import RetryPolicy
 from .shard import Shard

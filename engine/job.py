@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-from .limiter import RateHint
 from .model import Outcome, Record, Response
+from .rates import RateHint
 from .steps import Steps
 
 __all__ = ["JobKind"]

@@ -27,26 +27,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import anyio
 
 from .ceiling import Ceiling
-from .errors import DailyLimitExhausted  # raised here; re-exported for old imports
-from .rates import RateHint, check_rate, parse_rate  # re-exported for old imports
+from .errors import DailyLimitExhausted
+from .rates import RateHint, check_rate
 from .window import Window
 
-if TYPE_CHECKING:
-    from .gates import LocationGates  # re-exported for old imports (see __getattr__ below)
-
-__all__ = [
-    "DailyLimitExhausted",
-    "LocationGates",
-    "LocationLimiter",
-    "RateHint",
-    "Slot",
-    "parse_rate",
-]
+__all__ = ["LocationLimiter", "Slot"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -330,15 +319,3 @@ class Slot(AbstractAsyncContextManager["Slot"]):
         tb: TracebackType | None,
     ) -> None:
         self._limiter._release(self.seq)
-
-
-if not TYPE_CHECKING:  # hidden from mypy, so that a misspelt name stays an error
-
-    def __getattr__(name: str) -> object:
-        # LocationGates moved to engine/gates.py, which imports this module; it is
-        # imported from there on first use, so old imports keep working without a cycle.
-        if name == "LocationGates":
-            from .gates import LocationGates
-
-            return LocationGates
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,13 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.limiter import (
-    DailyLimitExhausted,
-    LocationGates,
-    LocationLimiter,
-    RateHint,
-    parse_rate,
-)
+from engine.errors import DailyLimitExhausted
+from engine.gates import LocationGates
+from engine.limiter import LocationLimiter
+from engine.rates import RateHint, parse_rate
 from tests.fakes import FakeClock
 
 
