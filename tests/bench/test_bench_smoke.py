@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench import bench
+from tests.bench.adapt import best_spans
 
 
 def test_job_rows_are_unique_per_location_and_never_repeat_a_label_pair() -> None:
@@ -38,6 +39,16 @@ def test_job_rows_are_unique_per_location_and_never_repeat_a_label_pair() -> Non
 
 
 @pytest.mark.timeout(120)
+def test_a_burst_across_a_bin_edge_still_counts_as_one_full_window() -> None:
+    """The contention measure counts the most requests in one interval starting in each
+    window, so a full burst of 20 that a fixed bin would split 17 + 3 counts as 20."""
+    burst = [10.9 + i * 0.01 for i in range(20)]  # 10.90 .. 11.09, one interval: 2 s
+    later = [13.5, 13.6]
+    assert best_spans(burst + later, 9.0, 2.0, 3) == [20, 10, 2]  # 11.00 .. 11.09 start in 2
+    assert best_spans([], 9.0, 2.0, 3) == [0, 0, 0]
+    assert best_spans([8.9, 15.0, 15.1], 9.0, 2.0, 3) == [0, 0, 0]  # before and after
+
+
 def test_every_scenario_runs_and_reports_numbers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -79,6 +90,9 @@ def test_every_scenario_runs_and_reports_numbers(
     contention = results["contention"]
     assert contention["other"] >= 0
     assert len(contention["windows_after"]) == 3
+    assert len(contention["spans_after"]) == 3
+    spans, bins = contention["spans_after"], contention["windows_after"]
+    assert all(s >= b for s, b in zip(spans, bins, strict=True))  # never fewer
     for resume in results["resume"]:
         assert resume["interrupted"] > 0
         assert resume["uninterrupted"] > 0
