@@ -85,10 +85,10 @@ def test_every_scenario_runs_and_reports_numbers(
     assert pacing["engine"]["counts"] == {"created": 200}
     assert pacing["bound"] > 0
     assert pacing["ratio"] > 0
-    assert pacing["throttled"] >= 0
+    assert pacing["throttled"] == 0  # learned from the first answer, then held to it
 
     contention = results["contention"]
-    assert contention["other"] >= 0
+    assert contention["other"] > 0  # the other client did spend the location's budget
     assert len(contention["windows_after"]) == 3
     assert len(contention["spans_after"]) == 3
     spans, bins = contention["spans_after"], contention["windows_after"]
@@ -137,7 +137,8 @@ def test_every_scenario_runs_and_reports_numbers(
     assert phases["list page"]["statuses"] == {"200": 8}
     assert phases["delete"]["statuses"] == {"200": 20}
     assert phases["list page (after deletes)"]["definitions"] == 180
-    assert all(p["wall"] > 0 and p["client_cpu"] >= 0 for p in phases.values())
+    assert all(p["wall"] > 0 for p in phases.values())
+    assert sum(p["client_cpu"] for p in phases.values()) > 0
     assert sandbox["server"]["creates_applied"] == 200
     assert sandbox["slowest_rate"] > 0
 
@@ -168,5 +169,5 @@ def test_every_scenario_runs_and_reports_numbers(
         assert run["statuses"] == {"200": 15, "201": 200}
         assert run["requests"] == 215
         assert run["wall"] > 0
-        assert run["sandbox_cpu"] >= 0
+        assert run["sandbox_cpu"] > 0
         assert mix["median_us"][label] == run["sandbox_cpu"] * 1e6 / 215

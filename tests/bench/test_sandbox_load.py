@@ -32,6 +32,6 @@ def test_sandbox_relation_scenarios_report_every_phase(
         assert (delete["name"], delete["statuses"]) == ("delete", {"200": 300})
         for phase in (create, get, delete):
             assert phase["wall"] > 0
-            assert phase["sandbox_cpu"] >= 0
+            assert phase["sandbox_cpu"] > 0  # 300 requests: tens of ms, read from /proc
             assert phase["sandbox_rss_kb"] >= result["rss_before_kb"] > 0
         assert result["bytes_per_relation"] >= 0  # a few KB at this size: not measurable
