@@ -45,9 +45,9 @@ class Context:
 
 
 def _shared(text: str | None) -> str | None:
-    """One copy of a text that many log entries repeat (a location id, a User-Agent):
-    each request's headers and query are parsed into new strings, which the request log
-    would otherwise keep once per request."""
+    """One copy of a text that many log entries repeat (a path, a location id, a
+    User-Agent): each request's headers, query and body are parsed into new strings, which
+    the request log would otherwise keep once per request."""
     return None if text is None else sys.intern(text)
 
 
@@ -95,7 +95,7 @@ class Pipeline:
                 token_location=None,
                 status=404,
                 applied=False,
-                user_agent=request.headers.get("User-Agent"),
+                user_agent=_shared(request.headers.get("User-Agent")),
                 at=self._config.clock(),
             )
         )
@@ -116,7 +116,7 @@ class Pipeline:
                 self._log.append(
                     LoggedRequest(
                         method=ctx.method,
-                        path=sys.intern(ctx.path),
+                        path=sys.intern(ctx.path),  # never None
                         location_id=_shared(ctx.location_id),
                         token_location=ctx.token_location,
                         status=ctx.status,
